@@ -1,0 +1,157 @@
+"""The application factory: ``create_app(settings)`` wires storage, keys and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authority import __version__
+from authority.db import DatabaseUnavailable, create_engine, describe_db_error, ping
+from authority.discovery import discovery_handlers
+from authority.keys import Clock, KeyStoreError, system_clock
+from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
+from authority.migrate import current_revision, head_revision
+from authority.rotation import KeyManager
+from authority.settings import Settings
+
+log = logging.getLogger("authority")
+RETRY_AFTER = "5"
+
+
+def make_keystore(settings: Settings, engine: AsyncEngine) -> KeyStore:
+    if settings.keystore == "database":
+        return DatabaseKeyStore(engine)
+    return FileKeyStore(settings.keys_dir)
+
+
+async def check_database(settings: Settings, engine: AsyncEngine) -> None:
+    """Reachable and migrated to this version's head, or one line saying which not."""
+    await ping(engine)
+    try:
+        revision = await current_revision(settings.database_url)
+    except (OSError, OperationalError, DBAPIError) as exc:
+        raise DatabaseUnavailable(describe_db_error(exc)) from exc
+    if revision != head_revision():
+        raise DatabaseUnavailable(
+            f"database is at migration {revision or 'none'}, this version needs "
+            f"{head_revision()} (run `authority db upgrade`)"
+        )
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
+    """Build the service. Startup fails (and nothing is served) when the database is
+    unreachable or unmigrated, or when no signing key can be loaded."""
+    problems = settings.production_problems()
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    engine = create_engine(settings.database_url)
+    keys = KeyManager(make_keystore(settings, engine), settings, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            await check_database(settings, engine)
+            await keys.load()
+            background = asyncio.create_task(keys.run(), name="authority-keys")
+            try:
+                yield
+            finally:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        finally:
+            await engine.dispose()
+
+    @get("/health/live", sync_to_thread=False, tags=["operations"])
+    def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/health/ready", tags=["operations"])
+    async def ready() -> Response[dict[str, Any]]:
+        checks: dict[str, str] = {}
+        try:
+            await ping(engine, within=2.0)
+            checks["database"] = "ok"
+        except DatabaseUnavailable as exc:
+            checks["database"] = str(exc)
+        try:
+            checks["signing_key"] = f"ok ({keys.signing_key().kid})"
+        except KeyStoreError as exc:
+            checks["signing_key"] = str(exc)
+        # A broken store with a loaded key keeps signing: degraded, still ready.
+        checks["keystore"] = keys.problem or "ok"
+        is_ready = checks["database"] == "ok" and checks["signing_key"].startswith("ok")
+        return Response(
+            {"status": "ready" if is_ready else "unavailable", "checks": checks},
+            status_code=200 if is_ready else 503,
+        )
+
+    return Litestar(
+        route_handlers=[*discovery_handlers(settings, keys), live, ready, PrometheusController],
+        lifespan=[lifespan],
+        middleware=[
+            PrometheusConfig(app_name="authority", prefix="authority", group_path=True).middleware
+        ],
+        exception_handlers={
+            DatabaseUnavailable: _unavailable,
+            OperationalError: _unavailable,
+            DBAPIError: _unavailable,
+            KeyStoreError: _unavailable,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Token authority",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(path="/")],
+        ),
+        state=State({"settings": settings, "keys": keys, "engine": engine}),
+        debug=False,
+    )
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    log.error(
+        "%s %s: unavailable: %s",
+        request.method,
+        request.url.path,
+        describe_db_error(exc) if isinstance(exc, DBAPIError) else exc,
+    )
+    return Response(
+        {
+            "error": "temporarily_unavailable",
+            "error_description": "the service cannot reach its storage; retry later",
+        },
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER},
+    )
+
+
+def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+    if exc.extra:
+        body["extra"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the env."""
+    return create_app(Settings.from_env())

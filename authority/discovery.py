@@ -1,0 +1,80 @@
+"""Discovery: RFC 8414 metadata and the JWKS (RFC 7517), served from pre-encoded bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from authority.rotation import KeyManager
+from authority.settings import Settings
+
+GRANT_TYPES = ["client_credentials", "refresh_token", "password"]
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
+    """RFC 8414 section 2. There is no authorization endpoint, so the only response
+    type is ``none`` (OAuth 2.0 Multiple Response Type Encoding Practices)."""
+    issuer = settings.issuer
+    document = AuthorizationServerMetadata(
+        {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/oauth/token",
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "grant_types_supported": GRANT_TYPES,
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
+            "scopes_supported": scopes,
+            "response_types_supported": ["none"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        }
+    )
+    document.validate()
+    return dict(document)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 section 13.1.2: weak comparison, a list of tags, or ``*``."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def discovery_handlers(settings: Settings, keys: KeyManager) -> list[HTTPRouteHandler]:
+    document = metadata(settings, scopes=[])
+    cache_control = f"public, max-age={settings.jwks_max_age}"
+
+    @get(
+        "/.well-known/oauth-authorization-server",
+        sync_to_thread=False,
+        tags=["discovery"],
+        summary="RFC 8414 authorization server metadata",
+    )
+    def server_metadata() -> dict[str, Any]:
+        return document
+
+    @get(
+        "/.well-known/jwks.json",
+        sync_to_thread=False,
+        tags=["discovery"],
+        summary="Public signing keys (next, current and retired)",
+        media_type="application/json",
+    )
+    def jwks(request: Request[Any, Any, Any]) -> Response[bytes]:
+        ring = keys.current_ring()
+        headers = {"Cache-Control": cache_control, "ETag": ring.etag}
+        if etag_matches(request.headers.get("if-none-match"), ring.etag):
+            return Response(b"", status_code=304, headers=headers)
+        return Response(ring.jwks, headers=headers, media_type="application/json")
+
+    return [server_metadata, jwks]

@@ -1,0 +1,21 @@
+"""Prometheus metrics of the authority (request latency comes from Litestar's middleware)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+TOKENS_ISSUED = Counter("authority_tokens_issued", "Access tokens issued", ["grant"])
+REFRESH_REUSE = Counter(
+    "authority_refresh_reuse_detected", "Consumed refresh tokens presented again (families revoked)"
+)
+LOGIN_FAILURES = Counter("authority_login_failures", "Failed logins")
+KEY_AGE = Gauge(
+    "authority_signing_key_age_seconds",
+    "Seconds since the current signing key started signing",
+    multiprocess_mode="max",
+)
+KEYSTORE_OK = Gauge(
+    "authority_keystore_healthy",
+    "1 when the last key store load succeeded",
+    multiprocess_mode="min",
+)

@@ -1,0 +1,176 @@
+"""Settings: one frozen object built from ``AUTHORITY_*`` variables (SPEC section 2).
+
+Nothing reads the environment at import time; ``Settings.from_env`` is called by the
+command line and the result is passed to ``create_app(settings)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+PREFIX = "AUTHORITY_"
+KEY_SIZES = (2048, 3072, 4096)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the authority cannot use; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    issuer: str = ""
+    database_url: str = "sqlite+aiosqlite:///var/authority.db"
+    keystore: str = "file"
+    keys_dir: Path = Path("keys")
+    key_passphrase: str | None = field(default=None, repr=False)
+    key_size: int = 2048
+    env: str = "development"
+    audience: str = "default"
+    access_ttl: int = 900
+    refresh_ttl: int = 604800
+    refresh_family_ttl: int = 2592000
+    refresh_reuse_grace: int = 10
+    key_rotation_interval: int = 2592000
+    key_publish_delay: int = 600
+    jwks_max_age: int = 300
+    leeway: int = 30
+    cors_origins: tuple[str, ...] = ()
+    cookie_secure: bool | None = None
+    # How often a running server looks for key store changes made elsewhere
+    # (the CLI or another replica) and runs due lifecycle steps.
+    keystore_poll_interval: float = 2.0
+    maintenance_interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.issuer:
+            object.__setattr__(self, "issuer", f"http://{self.host}:{self.port}")
+        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+        if self.cookie_secure is None:
+            object.__setattr__(self, "cookie_secure", self.is_production)
+        self._validate()
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.cookie_secure)
+
+    @property
+    def retired_key_lifetime(self) -> int:
+        """Seconds a retired key stays published after it stopped signing."""
+        return self.access_ttl + self.jwks_max_age + self.leeway
+
+    def _validate(self) -> None:
+        if self.env not in ("development", "production", "test"):
+            raise SettingsError(
+                f"AUTHORITY_ENV must be development, production or test, not {self.env!r}"
+            )
+        if self.keystore not in ("file", "database"):
+            raise SettingsError(
+                f"AUTHORITY_KEYSTORE must be file or database, not {self.keystore!r}"
+            )
+        if self.key_size not in KEY_SIZES:
+            raise SettingsError(
+                f"AUTHORITY_KEY_SIZE must be one of {KEY_SIZES}, not {self.key_size}"
+            )
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"AUTHORITY_PORT must be between 1 and 65535, not {self.port}")
+        positive = (
+            "workers",
+            "access_ttl",
+            "refresh_ttl",
+            "refresh_family_ttl",
+            "key_rotation_interval",
+            "keystore_poll_interval",
+            "maintenance_interval",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"AUTHORITY_{name.upper()} must be positive")
+        for name in ("refresh_reuse_grace", "key_publish_delay", "jwks_max_age", "leeway"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"AUTHORITY_{name.upper()} must not be negative")
+        if not self.issuer.startswith(("http://", "https://")):
+            raise SettingsError(f"AUTHORITY_ISSUER must be an http(s) URL, not {self.issuer!r}")
+        if self.key_passphrase == "":
+            raise SettingsError("AUTHORITY_KEY_PASSPHRASE is set but empty")
+
+    def production_problems(self) -> list[str]:
+        """Insecure settings, one line each; a production server refuses to start on any."""
+        if not self.is_production:
+            return []
+        problems = []
+        if not self.key_passphrase:
+            problems.append(
+                "AUTHORITY_KEY_PASSPHRASE is required in production "
+                "(private keys must be encrypted at rest)"
+            )
+        if not self.secure_cookies:
+            problems.append("AUTHORITY_COOKIE_SECURE must be true in production")
+        if not self.issuer.startswith("https://"):
+            problems.append(f"AUTHORITY_ISSUER must be https in production, not {self.issuer}")
+        if self.database_url.startswith("sqlite") and self.workers > 1:
+            problems.append(
+                "SQLite cannot be shared by several workers in production; "
+                "use AUTHORITY_DATABASE_URL=postgresql+asyncpg://..."
+            )
+        return problems
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        dotenv: Path | None = Path(".env"),
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``) over an optional ``.env``."""
+        values: dict[str, str] = {}
+        if dotenv is not None and dotenv.is_file():
+            values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = values.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            kwargs[f.name] = _parse(f.name, raw, f.type)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, annotation: object) -> Any:
+    kind = str(annotation)
+    var = PREFIX + name.upper()
+    if kind in ("int", "float"):
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            raise SettingsError(f"{var} must be a number, not {raw!r}") from None
+    if kind in ("bool", "bool | None"):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{var} must be true or false, not {raw!r}")
+    if kind == "Path":
+        return Path(raw)
+    if kind == "tuple[str, ...]":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw.strip()
