@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         try:
             await check_database(settings, engine)
             await keys.load()
+            keys.report()
             background = asyncio.create_task(keys.run(), name="authority-keys")
             try:
                 yield

@@ -9,12 +9,14 @@ milliseconds and must not hold the database's write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from authority import metrics
 from authority.keys import (
     Clock,
     KeyRecord,
@@ -211,8 +213,8 @@ class KeyManager:
                     "(create one with `authority keys rotate --now`)"
                 )
         except KeyStoreError as exc:
-            if self.problem != str(exc):
-                log.error("key store: %s", exc)
+            if self.ring is not None and self.problem != str(exc):
+                log.error("key store: %s (still signing with the keys loaded before)", exc)
             self.problem = str(exc)
             return False
         self.ring, self._private, self._fingerprint, self.problem = ring, private, fingerprint, None
@@ -232,6 +234,12 @@ class KeyManager:
             log.error("key maintenance failed: %s", exc)
         await self.reload()
 
+    def report(self) -> None:
+        """Publish the key store's health and the current key's age as metrics."""
+        metrics.KEYSTORE_OK.set(0 if self.problem else 1)
+        with contextlib.suppress(KeyStoreError):
+            metrics.KEY_AGE.set(self.clock() - self.signing_key().activate_at)
+
     async def run(self) -> None:
         """Background loop: poll for changes often, run maintenance less often."""
         loop = asyncio.get_running_loop()
@@ -242,4 +250,5 @@ class KeyManager:
                 next_maintenance = loop.time() + self.settings.maintenance_interval
             else:
                 await self.reload()
+            self.report()
             await asyncio.sleep(self.settings.keystore_poll_interval)
