@@ -15,32 +15,35 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authority import __version__
-from authority.db import DatabaseUnavailable, create_engine, describe_db_error, ping
+from authority.db import Database, DatabaseUnavailable, describe_db_error
 from authority.discovery import discovery_handlers
 from authority.keys import Clock, KeyStoreError, system_clock
 from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
 from authority.migrate import current_revision, head_revision
+from authority.oauth import oauth_handlers
+from authority.pruning import run_pruning
 from authority.rotation import KeyManager
+from authority.service import Authority
 from authority.settings import Settings
+from authority.tokens import AccessTokenSigner, ClaimsHook
 
 log = logging.getLogger("authority")
 RETRY_AFTER = "5"
 
 
-def make_keystore(settings: Settings, engine: AsyncEngine) -> KeyStore:
+def make_keystore(settings: Settings, db: Database) -> KeyStore:
     if settings.keystore == "database":
-        return DatabaseKeyStore(engine)
+        return DatabaseKeyStore(db.engine)
     return FileKeyStore(settings.keys_dir)
 
 
-async def check_database(settings: Settings, engine: AsyncEngine) -> None:
+async def check_database(db: Database) -> None:
     """Reachable and migrated to this version's head, or one line saying which not."""
-    await ping(engine)
+    await db.ping()
     try:
-        revision = await current_revision(settings.database_url)
+        revision = await current_revision(db.engine)
     except (OSError, OperationalError, DBAPIError) as exc:
         raise DatabaseUnavailable(describe_db_error(exc)) from exc
     if revision != head_revision():
@@ -50,30 +53,50 @@ async def check_database(settings: Settings, engine: AsyncEngine) -> None:
         )
 
 
-def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
+def create_app(
+    settings: Settings, *, clock: Clock = system_clock, claims_hook: ClaimsHook | None = None
+) -> Litestar:
     """Build the service. Startup fails (and nothing is served) when the database is
-    unreachable or unmigrated, or when no signing key can be loaded."""
+    unreachable or unmigrated, or when no signing key can be loaded.
+
+    ``claims_hook(claims) -> extra claims`` adds custom claims to every access token;
+    it cannot change the registered ones (``tokens.RESERVED_CLAIMS``).
+    """
     problems = settings.production_problems()
     if problems:
         raise RuntimeError("; ".join(problems))
-    engine = create_engine(settings.database_url)
-    keys = KeyManager(make_keystore(settings, engine), settings, clock)
+    db = Database(settings.database_url)
+    keys = KeyManager(make_keystore(settings, db), settings, clock)
+    auth = Authority(
+        settings=settings,
+        db=db,
+        keys=keys,
+        signer=AccessTokenSigner(settings.issuer, settings.access_ttl, claims_hook),
+        secret_key=settings.secret_key_bytes(),
+        clock=clock,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
-            await check_database(settings, engine)
+            await check_database(db)
             await keys.load()
             keys.report()
-            background = asyncio.create_task(keys.run(), name="authority-keys")
+            tasks = [
+                asyncio.create_task(keys.run(), name="authority-keys"),
+                asyncio.create_task(
+                    run_pruning(db, clock, settings.maintenance_interval),
+                    name="authority-pruning",
+                ),
+            ]
             try:
                 yield
             finally:
-                background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            await engine.dispose()
+            await db.dispose()
 
     @get("/health/live", sync_to_thread=False, tags=["operations"])
     def live() -> dict[str, str]:
@@ -83,7 +106,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
     async def ready() -> Response[dict[str, Any]]:
         checks: dict[str, str] = {}
         try:
-            await ping(engine, within=2.0)
+            await db.ping(within=2.0)
             checks["database"] = "ok"
         except DatabaseUnavailable as exc:
             checks["database"] = str(exc)
@@ -100,7 +123,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         )
 
     return Litestar(
-        route_handlers=[*discovery_handlers(settings, keys), live, ready, PrometheusController],
+        route_handlers=[
+            *discovery_handlers(settings, keys),
+            *oauth_handlers(auth),
+            live,
+            ready,
+            PrometheusController,
+        ],
         lifespan=[lifespan],
         middleware=[
             PrometheusConfig(app_name="authority", prefix="authority", group_path=True).middleware
@@ -119,7 +148,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin(path="/")],
         ),
-        state=State({"settings": settings, "keys": keys, "engine": engine}),
+        state=State({"settings": settings, "keys": keys, "authority": auth}),
         debug=False,
     )
 

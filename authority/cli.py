@@ -20,13 +20,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from authority.db import DatabaseUnavailable, create_engine
+from authority.db import Database, DatabaseUnavailable
 from authority.keys import KeyStoreError, system_clock
 from authority.keystore import FileKeyStore, KeyStore
 from authority.settings import Settings, SettingsError
 
 T = TypeVar("T")
-console = Console()
+# Wide enough for a full kid when output goes to a pipe or a file.
+console = Console(width=None if sys.stdout.isatty() else 160)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
@@ -68,6 +69,19 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @contextlib.asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database, reachable and migrated, or a one-line error."""
+    from authority.app import check_database
+
+    db = Database(settings.database_url)
+    try:
+        await check_database(db)
+        yield db
+    finally:
+        await db.dispose()
+
+
+@contextlib.asynccontextmanager
 async def open_keystore(
     settings: Settings, create_directory: bool = False
 ) -> AsyncIterator[KeyStore]:
@@ -81,21 +95,16 @@ async def open_keystore(
                 ) from None
         yield FileKeyStore(settings.keys_dir)
         return
-    from authority.app import check_database
     from authority.keystore import DatabaseKeyStore
 
-    engine = create_engine(settings.database_url)
-    try:
-        await check_database(settings, engine)
-        yield DatabaseKeyStore(engine)
-    finally:
-        await engine.dispose()
+    async with open_database(settings) as db:
+        yield DatabaseKeyStore(db.engine)
 
 
 def when(timestamp: float | None) -> str:
     if timestamp is None:
         return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,17 +148,14 @@ def serve(host: str | None, port: int | None, workers: int | None, as_json: bool
 
 
 async def _preflight(settings: Settings) -> None:
-    from authority.app import check_database, make_keystore
+    from authority.app import make_keystore
     from authority.rotation import KeyManager
 
-    engine = create_engine(settings.database_url)
-    try:
-        await check_database(settings, engine)
-        store = make_keystore(settings, engine)
+    settings.secret_key_bytes()
+    async with open_database(settings) as db:
+        store = make_keystore(settings, db)
         await store.check_writable()
         await KeyManager(store, settings).load()
-    finally:
-        await engine.dispose()
 
 
 def _serve(settings: Settings) -> None:

@@ -1,21 +1,36 @@
-"""Database engine and sessions: SQLite (WAL, busy timeout) embedded, PostgreSQL for replicas."""
+"""Database access: SQLite (WAL, busy timeout) embedded, PostgreSQL for replicas.
+
+Repository code is plain synchronous functions ``fn(conn, ...)`` over SQLAlchemy Core,
+run as one transaction by ``Database.read`` or ``Database.write``. On PostgreSQL the
+function runs on the event loop through asyncpg (``AsyncConnection.run_sync``); on
+SQLite the whole transaction runs in one hop to a worker thread on the standard
+``sqlite3`` module, instead of one thread hop per statement as with aiosqlite. Writes
+go through a single writer thread and start with ``BEGIN IMMEDIATE``, so a transaction
+never has to upgrade its lock and the database, not luck, orders concurrent writers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+P = ParamSpec("P")
+T = TypeVar("T")
+Work = Callable[Concatenate[Connection, P], T]
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached; callers answer 503 or exit with one line."""
+    """The database cannot be reached or is busy; callers answer 503 or exit with one line."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -30,11 +45,9 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; for SQLite the file's folder is created and WAL is switched on."""
+    """An async engine (migrations, one-off commands); SQLite in WAL mode."""
     if is_sqlite(url):
-        path = sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(url)
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
@@ -47,6 +60,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def _make_parent(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -56,22 +75,109 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def ping(engine: AsyncEngine, within: float = 3.0) -> None:
-    """Raise ``DatabaseUnavailable`` with a one-line reason unless ``SELECT 1`` answers."""
-    try:
-        async with asyncio.timeout(within), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except (OSError, TimeoutError, OperationalError, DBAPIError) as exc:
-        raise DatabaseUnavailable(describe_db_error(exc)) from exc
-
-
 def describe_db_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "database did not answer in time"
     orig = getattr(exc, "orig", None) or exc
     first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if "database is locked" in first_line:
+        return "database is busy"
     return f"database unreachable: {first_line}"
+
+
+class Database:
+    """One transaction per call: ``await db.write(fn, *args)`` runs ``fn(conn, *args)``."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        # The async engine serves the key store and one-off checks on both backends,
+        # and everything on PostgreSQL.
+        self.engine = create_engine(url)
+        self._sync: Engine | None = None
+        if self.sqlite:
+            _make_parent(url)
+            sync_url = make_url(url).set(drivername="sqlite")
+            self._sync = create_sync_engine(
+                sync_url,
+                pool_size=4,
+                max_overflow=4,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            )
+            event.listen(self._sync, "connect", _sqlite_connect)
+            event.listen(self._sync, "begin", _sqlite_begin)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="authority-db-write")
+            self._readers = ThreadPoolExecutor(3, thread_name_prefix="authority-db-read")
+
+    async def read(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(False, lambda conn: fn(conn, *args, **kwargs))
+
+    async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(True, lambda conn: fn(conn, *args, **kwargs))
+
+    async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
+        try:
+            if self._sync is not None:
+                engine = self._sync.execution_options(authority_write=write)
+                loop = asyncio.get_running_loop()
+                executor = self._writer if write else self._readers
+                return await loop.run_in_executor(executor, _transaction, engine, work)
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        except (OSError, TimeoutError, OperationalError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_outage(exc):
+                raise
+            raise DatabaseUnavailable(describe_db_error(exc)) from exc
+
+    async def ping(self, within: float = 3.0) -> None:
+        """Raise ``DatabaseUnavailable`` with a one-line reason unless ``SELECT 1`` answers."""
+        try:
+            async with asyncio.timeout(within):
+                await self.read(_select_one)
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(describe_db_error(exc)) from exc
+
+    async def dispose(self) -> None:
+        if self._sync is not None:
+            self._writer.shutdown(wait=True)
+            self._readers.shutdown(wait=True)
+            self._sync.dispose()
+        await self.engine.dispose()
+
+
+def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.begin() as conn:
+        return work(conn)
+
+
+def _select_one(conn: Connection) -> None:
+    conn.execute(text("SELECT 1"))
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    """Connection loss, lock timeouts and serialization failures, not programming errors."""
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return name in {
+        "SerializationError",
+        "DeadlockDetectedError",
+        "LockNotAvailableError",
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "TooManyConnectionsError",
+        "AdminShutdownError",
+        "QueryCanceledError",
+    }
+
+
+def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    # Let SQLAlchemy's "begin" event below issue BEGIN, so writes can say IMMEDIATE.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("authority_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

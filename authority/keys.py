@@ -157,6 +157,7 @@ class KeyRing:
 
     def __init__(self, records: Sequence[KeyRecord], private_keys: dict[str, rsa.RSAPrivateKey]):
         self.records = tuple(sorted(records, key=sort_key))
+        self._public = {r.kid: private_keys[r.kid].public_key() for r in self.records}
         self._signing = tuple(
             SigningKey(r.kid, private_keys[r.kid], r.activate_at) for r in self.records
         )
@@ -173,6 +174,10 @@ class KeyRing:
         ]
         self.jwks = json.dumps({"keys": keys}, separators=(",", ":")).encode()
         self.etag = '"' + hashlib.sha256(self.jwks).hexdigest()[:32] + '"'
+
+    def public_key(self, kid: str) -> rsa.RSAPublicKey | None:
+        """A published key by ``kid`` (a dictionary lookup: never a path, never SQL)."""
+        return self._public.get(kid)
 
     def current(self, now: float) -> SigningKey | None:
         """The one key that signs at ``now``: the latest whose ``activate_at`` has passed."""

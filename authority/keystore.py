@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from authority.db import describe_db_error, sessionmaker
+from authority.db import describe_db_error
 from authority.keys import KID_PATTERN, KeyRecord, KeyStoreError, check_record
 from authority.models import KeystoreState, SigningKey
 
@@ -252,7 +252,7 @@ class DatabaseKeyStore:
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
-        self.sessions = sessionmaker(engine)
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.description = "database"
 
     async def load(self) -> list[KeyRecord]:

@@ -29,7 +29,7 @@ from authority.keys import (
     lifecycle,
     system_clock,
 )
-from authority.keystore import KeyStore
+from authority.keystore import KeyStore, KeyTransaction
 from authority.settings import Settings
 
 log = logging.getLogger("authority.keys")
@@ -62,15 +62,13 @@ async def rotate(
     fresh = generate(size or settings.key_size, settings.key_passphrase, 0.0, clock())
     async with store.transaction() as tx:
         now = clock()
-        pending = [
-            s.record for s in statuses(await tx.records(), settings, now) if s.state == "next"
-        ]
-        if pending and now_:
-            await tx.set_activate_at(pending[0].kid, now)
-            return RotateResult("promoted", pending[0].kid, now)
+        states = statuses(await tx.records(), settings, now)
+        pending = [s.record for s in states if s.state == "next"]
+        if now_:
+            return await _make_current(tx, states, fresh, now)
         if pending:
             return RotateResult("pending", pending[0].kid, pending[0].activate_at)
-        activate_at = now if now_ else now + settings.key_publish_delay
+        activate_at = now + settings.key_publish_delay
         await tx.add(_at(fresh, activate_at, now))
         return RotateResult("created", fresh.kid, activate_at)
 
@@ -103,13 +101,7 @@ async def revoke(
             raise KeyStoreError(f"no key with kid {kid[:60]!r}")
         replacement = None
         if states[kid].state == "current":
-            pending = [s.record for s in states.values() if s.state == "next"]
-            if pending:
-                await tx.set_activate_at(pending[0].kid, now)
-                replacement = RotateResult("promoted", pending[0].kid, now)
-            else:
-                await tx.add(_at(fresh, now, now))
-                replacement = RotateResult("created", fresh.kid, now)
+            replacement = await _make_current(tx, list(states.values()), fresh, now)
         await tx.delete(kid)
         return replacement
 
@@ -156,6 +148,21 @@ async def auto_rotate(
             return None
         await tx.add(_at(fresh, activate_at, now))
         return RotateResult("created", fresh.kid, activate_at)
+
+
+async def _make_current(
+    tx: KeyTransaction, states: list[KeyStatus], fresh: KeyRecord, now: float
+) -> RotateResult:
+    """Promote the pending key, or add ``fresh``, to sign from now on. Its time is
+    after every active key's, so it wins even against a key made this instant."""
+    active = [s.record.activate_at for s in states if s.state != "next"]
+    at = max([now, *(t + 0.001 for t in active)])
+    pending = [s.record for s in states if s.state == "next"]
+    if pending:
+        await tx.set_activate_at(pending[0].kid, at)
+        return RotateResult("promoted", pending[0].kid, at)
+    await tx.add(_at(fresh, at, now))
+    return RotateResult("created", fresh.kid, at)
 
 
 def _at(record: KeyRecord, activate_at: float, now: float) -> KeyRecord:

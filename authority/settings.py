@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from dotenv import dotenv_values
 
 PREFIX = "AUTHORITY_"
 KEY_SIZES = (2048, 3072, 4096)
+MIN_SECRET_KEY = 32
 
 
 class SettingsError(ValueError):
@@ -33,6 +35,10 @@ class Settings:
     keystore: str = "file"
     keys_dir: Path = Path("keys")
     key_passphrase: str | None = field(default=None, repr=False)
+    # Keys the client-secret hashes (and, later, CSRF tokens). Required in production;
+    # elsewhere, when unset, a random one is kept in ``secret_key_file``.
+    secret_key: str | None = field(default=None, repr=False)
+    secret_key_file: Path = Path("var/secret_key")
     key_size: int = 2048
     env: str = "development"
     audience: str = "default"
@@ -106,6 +112,37 @@ class Settings:
             raise SettingsError(f"AUTHORITY_ISSUER must be an http(s) URL, not {self.issuer!r}")
         if self.key_passphrase == "":
             raise SettingsError("AUTHORITY_KEY_PASSPHRASE is set but empty")
+        if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY:
+            raise SettingsError(
+                f"AUTHORITY_SECRET_KEY must be at least {MIN_SECRET_KEY} characters"
+            )
+
+    def secret_key_bytes(self) -> bytes:
+        """``SECRET_KEY``, or outside production the key kept in ``secret_key_file``
+        (created at first use, mode 0600, by whichever process gets there first)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        if self.is_production:
+            raise SettingsError("AUTHORITY_SECRET_KEY is required in production")
+        path = self.secret_key_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise SettingsError(f"cannot create {path}: {exc.strerror}") from None
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+                out.flush()
+                os.fsync(out.fileno())
+        value = path.read_text().strip()
+        if len(value) < MIN_SECRET_KEY:
+            raise SettingsError(
+                f"{path} holds a secret key shorter than {MIN_SECRET_KEY} characters"
+            )
+        return value.encode()
 
     def production_problems(self) -> list[str]:
         """Insecure settings, one line each; a production server refuses to start on any."""
@@ -116,6 +153,11 @@ class Settings:
             problems.append(
                 "AUTHORITY_KEY_PASSPHRASE is required in production "
                 "(private keys must be encrypted at rest)"
+            )
+        if not self.secret_key:
+            problems.append(
+                "AUTHORITY_SECRET_KEY is required in production "
+                "(the same random value on every replica)"
             )
         if not self.secure_cookies:
             problems.append("AUTHORITY_COOKIE_SECURE must be true in production")

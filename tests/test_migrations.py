@@ -13,13 +13,21 @@ from authority.migrate import current_revision, head_revision, upgrade
 from authority.models import Base
 
 
+async def current_revision_of(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
 def _differences(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
 
 async def test_upgrade_reaches_head_and_matches_the_models(database_url: str) -> None:
     await asyncio.to_thread(upgrade, database_url)
-    assert await current_revision(database_url) == head_revision()
+    assert await current_revision_of(database_url) == head_revision()
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -31,7 +39,7 @@ async def test_upgrade_reaches_head_and_matches_the_models(database_url: str) ->
 async def test_upgrade_twice_is_harmless(database_url: str) -> None:
     await asyncio.to_thread(upgrade, database_url)
     await asyncio.to_thread(upgrade, database_url)
-    assert await current_revision(database_url) == head_revision()
+    assert await current_revision_of(database_url) == head_revision()
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:

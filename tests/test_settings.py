@@ -84,14 +84,30 @@ def test_production_refuses_insecure_settings_one_line_each() -> None:
     s = Settings.from_env({"AUTHORITY_ENV": "production", "AUTHORITY_COOKIE_SECURE": "false"},
                           dotenv=None)
     problems = s.production_problems()
-    assert len(problems) == 3
+    assert len(problems) == 4
     assert any("AUTHORITY_KEY_PASSPHRASE" in p for p in problems)
+    assert any("AUTHORITY_SECRET_KEY" in p for p in problems)
     assert any("AUTHORITY_COOKIE_SECURE" in p for p in problems)
     assert any("https" in p for p in problems)
 
 
 def test_production_with_secure_settings_has_no_problems() -> None:
     s = Settings.from_env({"AUTHORITY_ENV": "production", "AUTHORITY_KEY_PASSPHRASE": "x" * 32,
+                           "AUTHORITY_SECRET_KEY": "k" * 40,
                            "AUTHORITY_ISSUER": "https://auth.example"}, dotenv=None)
     assert s.secure_cookies is True
     assert s.production_problems() == []
+
+
+def test_secret_key_outside_production_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    s = Settings(secret_key_file=tmp_path / "var" / "secret_key")
+    first = s.secret_key_bytes()
+    assert len(first) >= 32
+    assert Settings(secret_key_file=tmp_path / "var" / "secret_key").secret_key_bytes() == first
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_explicit_secret_key_wins_and_short_ones_are_refused(tmp_path: Path) -> None:
+    assert Settings(secret_key="s" * 32).secret_key_bytes() == b"s" * 32
+    with pytest.raises(SettingsError, match="at least 32 characters"):
+        Settings(secret_key="short")

@@ -1,0 +1,55 @@
+"""OAuth error responses (RFC 6749 section 5.2, RFC 7009, RFC 7662, RFC 8707).
+
+The error classes are Authlib's; this module adds the two codes Authlib lacks and
+turns any of them into a JSON response that is never cached.
+"""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+)
+from litestar import Response
+
+__all__ = [
+    "NO_STORE",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "InvalidTargetError",
+    "OAuth2Error",
+    "TemporarilyUnavailableError",
+    "UnauthorizedClientError",
+    "UnsupportedGrantTypeError",
+    "error_response",
+]
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """RFC 8707 section 2: the requested audience is not one this client may name."""
+
+    error = "invalid_target"
+
+
+class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]
+    """The storage is down or busy; the client should retry."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+
+def error_response(exc: OAuth2Error) -> Response[dict[str, str]]:
+    headers = dict(NO_STORE)
+    headers.update({k: v for k, v in exc.get_headers() if k.lower() == "www-authenticate"})
+    if exc.status_code == 503:
+        headers["Retry-After"] = "5"
+    return Response(dict(exc.get_body()), status_code=exc.status_code, headers=headers)

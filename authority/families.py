@@ -1,0 +1,352 @@
+"""Refresh token families (SPEC section 5): rotation, reuse detection, revocation, pruning.
+
+Rotation is a compare-and-set, as in Ory fosite: ``UPDATE ... SET consumed_at = now
+WHERE id = ? AND consumed_at IS NULL`` and the row count says who won. The loser of a
+race, like a thief replaying an old token, finds the token consumed: within the grace
+window the immediate predecessor of the newest token gets a sibling, otherwise the
+whole family is revoked, in the same transaction, which commits although the request
+fails. Every function here runs inside one ``Database.write`` transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from authority.models import RefreshFamily, RefreshToken, RevokedAccessToken, User
+
+Outcome = Literal[
+    "rotated",
+    "grace",
+    "reuse",
+    "unknown",
+    "expired",
+    "foreign",
+    "revoked",
+    "disabled",
+    "scope",
+    "target",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    id: str
+    user_id: int
+    username: str
+    client_id: str
+    scope: str
+    audience: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    outcome: Outcome
+    family: Family | None = None
+    token_expires_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("rotated", "grace")
+
+
+def start_family(
+    conn: Connection,
+    *,
+    user_id: int,
+    username: str,
+    client_id: str,
+    scope: str,
+    audience: str,
+    token_hash: bytes,
+    now: float,
+    refresh_ttl: int,
+    family_ttl: int,
+) -> tuple[Family, float]:
+    """A new login session and its first refresh token; returns the token's expiry."""
+    family = Family(
+        secrets.token_urlsafe(16), user_id, username, client_id, scope, audience, now + family_ttl
+    )
+    conn.execute(
+        insert(RefreshFamily).values(
+            id=family.id,
+            user_id=user_id,
+            client_id=client_id,
+            scope=scope,
+            audience=audience,
+            created_at=now,
+            expires_at=family.expires_at,
+        )
+    )
+    expires_at = min(now + refresh_ttl, family.expires_at)
+    conn.execute(
+        insert(RefreshToken).values(
+            token_hash=token_hash,
+            family_id=family.id,
+            parent_id=None,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return family, expires_at
+
+
+_LOOKUP = (
+    select(
+        RefreshToken.id,
+        RefreshToken.consumed_at,
+        RefreshToken.expires_at,
+        RefreshFamily.id.label("family_id"),
+        RefreshFamily.user_id,
+        RefreshFamily.client_id,
+        RefreshFamily.scope,
+        RefreshFamily.audience,
+        RefreshFamily.expires_at.label("family_expires_at"),
+        RefreshFamily.revoked_at,
+        User.username,
+        User.is_active,
+    )
+    .join(RefreshFamily, RefreshFamily.id == RefreshToken.family_id)
+    .join(User, User.id == RefreshFamily.user_id)
+)
+
+
+def rotate(
+    conn: Connection,
+    *,
+    presented: bytes,
+    replacement: bytes,
+    client_id: str,
+    now: float,
+    refresh_ttl: int,
+    grace: int,
+    scope: list[str] | None = None,
+    audience: str | None = None,
+) -> Rotation:
+    """Consume ``presented`` and store ``replacement`` in its family, or say why not.
+    A request for more ``scope`` or another ``audience`` than the family holds is
+    refused before anything changes."""
+    row = conn.execute(_LOOKUP.where(RefreshToken.token_hash == presented)).first()
+    if row is None:
+        return Rotation("unknown")
+    if row.client_id != client_id:
+        return Rotation("foreign")  # another client's token: refuse, touch nothing
+    if row.revoked_at is not None:
+        return Rotation("revoked")
+    if not row.is_active:
+        return Rotation("disabled")
+    family = Family(
+        row.family_id,
+        row.user_id,
+        row.username,
+        row.client_id,
+        row.scope,
+        row.audience,
+        row.family_expires_at,
+    )
+    if scope is not None and not set(scope) <= set(family.scope.split()):
+        return Rotation("scope", family)
+    if audience is not None and audience != family.audience:
+        return Rotation("target", family)
+    consumed_at = row.consumed_at
+    if consumed_at is None:
+        if row.expires_at <= now or family.expires_at <= now:
+            return Rotation("expired")
+        won = conn.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == row.id, RefreshToken.consumed_at.is_(None))
+            .values(consumed_at=now)
+        ).rowcount
+        if won == 1:
+            return Rotation(
+                "rotated", family, _child(conn, family, row.id, replacement, now, refresh_ttl)
+            )
+        consumed_at = conn.execute(
+            select(RefreshToken.consumed_at).where(RefreshToken.id == row.id)
+        ).scalar_one()
+    if (
+        grace > 0
+        and now - consumed_at <= grace
+        and family.expires_at > now
+        and _newest_parent(conn, family.id) == row.id
+    ):
+        return Rotation(
+            "grace", family, _child(conn, family, row.id, replacement, now, refresh_ttl)
+        )
+    revoke_family(conn, family.id, "reuse", now)
+    return Rotation("reuse", family)
+
+
+def _child(
+    conn: Connection,
+    family: Family,
+    parent_id: int,
+    token_hash: bytes,
+    now: float,
+    refresh_ttl: int,
+) -> float:
+    expires_at = min(now + refresh_ttl, family.expires_at)  # the family never grows older
+    conn.execute(
+        insert(RefreshToken).values(
+            token_hash=token_hash,
+            family_id=family.id,
+            parent_id=parent_id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return expires_at
+
+
+def _newest_parent(conn: Connection, family_id: str) -> int | None:
+    return conn.execute(
+        select(RefreshToken.parent_id)
+        .where(RefreshToken.family_id == family_id)
+        .order_by(RefreshToken.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def find_family(conn: Connection, token_hash: bytes) -> Family | None:
+    """The family of a refresh token, revoked or not (for revocation and introspection)."""
+    row = conn.execute(_LOOKUP.where(RefreshToken.token_hash == token_hash)).first()
+    if row is None:
+        return None
+    return Family(
+        row.family_id,
+        row.user_id,
+        row.username,
+        row.client_id,
+        row.scope,
+        row.audience,
+        row.family_expires_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    family: Family
+    active: bool
+    expires_at: float
+    issued_at: float
+
+
+def token_state(conn: Connection, token_hash: bytes, now: float) -> TokenState | None:
+    row = conn.execute(
+        _LOOKUP.add_columns(RefreshToken.created_at).where(RefreshToken.token_hash == token_hash)
+    ).first()
+    if row is None:
+        return None
+    family = Family(
+        row.family_id,
+        row.user_id,
+        row.username,
+        row.client_id,
+        row.scope,
+        row.audience,
+        row.family_expires_at,
+    )
+    active = (
+        row.consumed_at is None
+        and row.revoked_at is None
+        and row.is_active
+        and row.expires_at > now
+        and row.family_expires_at > now
+    )
+    return TokenState(family, active, row.expires_at, row.created_at)
+
+
+def revoke_family(conn: Connection, family_id: str, reason: str, now: float) -> bool:
+    return bool(
+        conn.execute(
+            update(RefreshFamily)
+            .where(RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=reason)
+        ).rowcount
+    )
+
+
+def revoke_user_families(conn: Connection, user_id: int, reason: str, now: float) -> int:
+    return int(
+        conn.execute(
+            update(RefreshFamily)
+            .where(RefreshFamily.user_id == user_id, RefreshFamily.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=reason)
+        ).rowcount
+    )
+
+
+def session_active(conn: Connection, family_id: str) -> bool:
+    """Whether the login session behind a user's access token still stands."""
+    row = conn.execute(
+        select(RefreshFamily.revoked_at, User.is_active)
+        .join(User, User.id == RefreshFamily.user_id)
+        .where(RefreshFamily.id == family_id)
+    ).first()
+    return row is not None and row.revoked_at is None and row.is_active
+
+
+def revoke_access_token(conn: Connection, jti: str, expires_at: float) -> None:
+    values = {"jti": jti, "expires_at": expires_at}
+    if conn.dialect.name == "postgresql":
+        conn.execute(pg_insert(RevokedAccessToken).values(values).on_conflict_do_nothing())
+    else:
+        conn.execute(sqlite_insert(RevokedAccessToken).values(values).on_conflict_do_nothing())
+
+
+def access_token_revoked(conn: Connection, jti: str) -> bool:
+    return (
+        conn.execute(
+            select(func.count())
+            .select_from(RevokedAccessToken)
+            .where(RevokedAccessToken.jti == jti)
+        ).scalar_one()
+        > 0
+    )
+
+
+def prune_batch(conn: Connection, now: float, batch: int) -> int:
+    """Delete one batch of dead rows; returns how many. Callers loop in short
+    transactions so that pruning never holds the write lock for long.
+
+    A consumed token is kept until it expires: until then, presenting it again is
+    reuse and revokes the family. A family, revoked or not, is kept until its absolute
+    expiry, and then goes with its tokens."""
+    families = list(
+        conn.execute(
+            select(RefreshFamily.id).where(RefreshFamily.expires_at <= now).limit(batch)
+        ).scalars()
+    )
+    deleted = 0
+    if families:
+        deleted += conn.execute(
+            delete(RefreshToken).where(RefreshToken.family_id.in_(families))
+        ).rowcount
+        deleted += conn.execute(
+            delete(RefreshFamily).where(RefreshFamily.id.in_(families))
+        ).rowcount
+    used = list(
+        conn.execute(
+            select(RefreshToken.id)
+            .where(RefreshToken.consumed_at.is_not(None), RefreshToken.expires_at <= now)
+            .limit(batch)
+        ).scalars()
+    )
+    if used:
+        deleted += conn.execute(delete(RefreshToken).where(RefreshToken.id.in_(used))).rowcount
+    expired = list(
+        conn.execute(
+            select(RevokedAccessToken.jti).where(RevokedAccessToken.expires_at <= now).limit(batch)
+        ).scalars()
+    )
+    if expired:
+        deleted += conn.execute(
+            delete(RevokedAccessToken).where(RevokedAccessToken.jti.in_(expired))
+        ).rowcount
+    return int(deleted)

@@ -1,0 +1,280 @@
+"""OAuth endpoints: token (RFC 6749), revocation (RFC 7009), introspection (RFC 7662).
+
+The token endpoint is a short pipeline: no-store, parse the form (size limit, UTF-8,
+no repeated parameter), dispatch on ``grant_type``, authenticate the client, check the
+client may use the grant, run the grant.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.exceptions import ClientException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import HTTPRouteHandler
+
+from authority.clients import ClientRecord, get_client, secret_matches
+from authority.db import DatabaseUnavailable
+from authority.errors import (
+    NO_STORE,
+    InvalidClientError,
+    InvalidRequestError,
+    OAuth2Error,
+    TemporarilyUnavailableError,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+    error_response,
+)
+from authority.families import (
+    access_token_revoked,
+    find_family,
+    revoke_access_token,
+    revoke_family,
+    session_active,
+    token_state,
+)
+from authority.grants import GRANTS
+from authority.keys import KeyStoreError
+from authority.service import Authority
+from authority.tokens import decode_own_access_token, parse_refresh_token
+
+MAX_BODY = 16 * 1024
+MAX_FIELDS = 32
+MAX_CLIENT_ID = 64
+_encode = msgspec.json.Encoder().encode
+
+
+async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The form parameters; RFC 6749 section 3.2: none may be repeated, and a
+    parameter sent without a value is treated as omitted."""
+    content_type, _ = request.content_type
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequestError(description="body must be application/x-www-form-urlencoded")
+    try:
+        body = await request.body()
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except RequestEntityTooLarge:
+        raise
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequestError(description="malformed form body") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params or (name + "\0") in params:
+            raise InvalidRequestError(description=f"parameter {name[:40]!r} is repeated")
+        # Remember blank parameters under a marker key, to catch a repetition of them.
+        params[name if value else name + "\0"] = value
+    return {k: v for k, v in params.items() if not k.endswith("\0")}
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    """RFC 6749 section 2.3.1: ``Basic base64(urlencode(id):urlencode(secret))``."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClientError(
+            description="use HTTP Basic client authentication", status_code=401
+        )
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise InvalidClientError(
+            description="malformed Basic credentials", status_code=401
+        ) from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id or not secret:
+        raise InvalidClientError(description="malformed Basic credentials", status_code=401)
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+async def authenticate_client(
+    auth: Authority,
+    request: Request[Any, Any, Any],
+    params: Mapping[str, str],
+    *,
+    allow_public: bool = True,
+) -> ClientRecord:
+    """client_secret_basic, client_secret_post, or none (public clients): one of them."""
+    header = request.headers.get("authorization")
+    secret: str | None
+    body_id, body_secret = params.get("client_id"), params.get("client_secret")
+    if header is not None:
+        if body_secret is not None:
+            raise InvalidRequestError(description="use one client authentication method")
+        client_id, secret = basic_credentials(header)
+        if body_id is not None and body_id != client_id:
+            raise InvalidRequestError(description="client_id does not match the credentials")
+    elif body_id is not None:
+        client_id, secret = body_id, body_secret
+    else:
+        raise InvalidClientError(description="client authentication is required", status_code=401)
+    failed = InvalidClientError(description="client authentication failed", status_code=401)
+    if len(client_id) > MAX_CLIENT_ID:
+        raise failed
+    client = await auth.db.read(get_client, client_id)
+    if client is None or not client.is_active:
+        raise failed
+    if client.is_public:
+        if secret is not None or not allow_public:
+            raise failed
+        return client
+    if secret is None or not secret_matches(auth.secret_key, secret, client.secret_hash):
+        raise failed
+    return client
+
+
+def json_response(body: Mapping[str, Any]) -> Response[bytes]:
+    return Response(_encode(body), media_type="application/json", headers=NO_STORE)
+
+
+async def _guarded(auth: Authority, request: Request[Any, Any, Any], work: Any) -> Response[Any]:
+    """Run an endpoint, mapping OAuth, size and storage errors to RFC responses."""
+    try:
+        return json_response(await work(auth, request))
+    except OAuth2Error as exc:
+        return error_response(exc)
+    except RequestEntityTooLarge:
+        return error_response(
+            InvalidRequestError(description="request body is too large", status_code=413)
+        )
+    except ClientException:
+        return error_response(InvalidRequestError(description="malformed request"))
+    except (DatabaseUnavailable, KeyStoreError):
+        return error_response(
+            TemporarilyUnavailableError(
+                description="the authority cannot reach its storage; retry later"
+            )
+        )
+
+
+async def _token(auth: Authority, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    params = await read_form(request)
+    grant_type = params.get("grant_type")
+    if grant_type is None:
+        raise InvalidRequestError(description="grant_type is required")
+    grant = GRANTS.get(grant_type)
+    if grant is None:
+        raise UnsupportedGrantTypeError(description="unsupported grant_type")
+    client = await authenticate_client(auth, request, params)
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClientError(description=f"client may not use {grant_type}")
+    return await grant(auth, client, params)
+
+
+async def _revoke(auth: Authority, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """RFC 7009: unknown tokens answer 200; another client's token is refused."""
+    params = await read_form(request)
+    token = params.get("token")
+    if token is None:
+        raise InvalidRequestError(description="token is required")
+    client = await authenticate_client(auth, request, params)
+    now = auth.clock()
+    refresh_hash = parse_refresh_token(token)
+    if refresh_hash is not None:
+        family = await auth.db.read(find_family, refresh_hash)
+        if family is not None:
+            _require_owner(family.client_id, client)
+            await auth.db.write(revoke_family, family.id, "revoked", now)
+        return {}
+    claims = decode_own_access_token(
+        auth.keys.current_ring(), token, issuer=auth.settings.issuer, now=now, leeway=0
+    )
+    if claims is not None:
+        _require_owner(claims.get("client_id"), client)
+        await auth.db.write(revoke_access_token, claims["jti"], float(claims["exp"]))
+    return {}
+
+
+def _require_owner(owner: object, client: ClientRecord) -> None:
+    if owner != client.client_id:
+        raise UnauthorizedClientError(description="the token was issued to another client")
+
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+async def _introspect(auth: Authority, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """RFC 7662. Any confidential client may introspect access tokens (resource servers
+    do); a refresh token is active only for the client it was issued to."""
+    params = await read_form(request)
+    token = params.get("token")
+    if token is None:
+        raise InvalidRequestError(description="token is required")
+    client = await authenticate_client(auth, request, params, allow_public=False)
+    now = auth.clock()
+    refresh_hash = parse_refresh_token(token)
+    if refresh_hash is not None:
+        state = await auth.db.read(token_state, refresh_hash, now)
+        if state is None or not state.active or state.family.client_id != client.client_id:
+            return INACTIVE
+        family = state.family
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "scope": family.scope,
+            "client_id": family.client_id,
+            "username": family.username,
+            "sub": str(family.user_id),
+            "aud": family.audience,
+            "iss": auth.settings.issuer,
+            "exp": int(state.expires_at),
+            "iat": int(state.issued_at),
+        }
+    claims = decode_own_access_token(
+        auth.keys.current_ring(),
+        token,
+        issuer=auth.settings.issuer,
+        now=now,
+        leeway=auth.settings.leeway,
+    )
+    if claims is None or await auth.db.read(access_token_revoked, claims["jti"]):
+        return INACTIVE
+    sid = claims.get("sid")
+    if isinstance(sid, str) and not await auth.db.read(session_active, sid):
+        return INACTIVE
+    return {"active": True, "token_type": "Bearer", **claims}
+
+
+def oauth_handlers(auth: Authority) -> list[HTTPRouteHandler]:
+    @post(
+        "/oauth/token",
+        request_max_body_size=MAX_BODY,
+        status_code=200,
+        tags=["oauth"],
+        summary="Token endpoint (RFC 6749)",
+        include_in_schema=True,
+    )
+    async def token(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await _guarded(auth, request, _token)
+
+    @post(
+        "/oauth/revoke",
+        request_max_body_size=MAX_BODY,
+        status_code=200,
+        tags=["oauth"],
+        summary="Token revocation (RFC 7009)",
+    )
+    async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await _guarded(auth, request, _revoke)
+
+    @post(
+        "/oauth/introspect",
+        request_max_body_size=MAX_BODY,
+        status_code=200,
+        tags=["oauth"],
+        summary="Token introspection (RFC 7662)",
+    )
+    async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await _guarded(auth, request, _introspect)
+
+    return [token, revoke, introspect]

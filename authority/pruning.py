@@ -1,0 +1,41 @@
+"""Deleting dead refresh tokens and revocations in small batches, on demand or periodically.
+
+Each batch is its own short transaction, so the token endpoint's writes interleave
+with a long prune instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from authority.db import Database, DatabaseUnavailable
+from authority.families import prune_batch
+from authority.keys import Clock
+
+BATCH = 1000
+log = logging.getLogger("authority.pruning")
+
+
+async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:
+    """Delete every row that is due; returns how many were deleted."""
+    total = 0
+    while True:
+        deleted = await db.write(prune_batch, clock(), batch)
+        total += deleted
+        if deleted < batch:
+            return total
+        await asyncio.sleep(0.01)  # let queued token writes go first
+
+
+async def run_pruning(db: Database, clock: Clock, interval: float) -> None:
+    """Background loop of a server process."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted = await prune_tokens(db, clock)
+        except DatabaseUnavailable as exc:
+            log.warning("token pruning skipped: %s", exc)
+            continue
+        if deleted:
+            log.info("pruned %d expired token rows", deleted)

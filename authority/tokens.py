@@ -1,0 +1,183 @@
+"""Access tokens (RFC 9068 JWT profile, RS256) and the refresh token format.
+
+Signing goes straight to ``cryptography``: the header of each key is encoded once, and
+only the current key of the ``KeyManager`` ever signs (no key set, so no library can
+pick a key for a header without ``kid``). Tests verify the result with PyJWT and
+joserfc.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from authority.keys import KeyRing, SigningKey
+
+REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+# Claims the authority sets; a claims hook cannot override them.
+RESERVED_CLAIMS = frozenset(
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "username",
+        "sid",
+        "auth_time",
+    }
+)
+ClaimsHook = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+"""Called with the registered claims of each access token; returns extra claims to add.
+Set it with ``create_app(settings, claims_hook=...)``."""
+
+_encode = msgspec.json.Encoder().encode
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    token: str
+    jti: str
+    expires_at: int
+    claims: dict[str, Any]
+
+
+class AccessTokenSigner:
+    """Builds and signs RFC 9068 access tokens with a given signing key."""
+
+    def __init__(self, issuer: str, ttl: int, claims_hook: ClaimsHook | None = None):
+        self.issuer = issuer
+        self.ttl = ttl
+        self.claims_hook = claims_hook
+        self._headers: dict[str, bytes] = {}
+
+    def _header(self, kid: str) -> bytes:
+        header = self._headers.get(kid)
+        if header is None:
+            header = b64url(_encode({"alg": "RS256", "typ": "at+jwt", "kid": kid}))
+            if len(self._headers) > 16:  # retired keys never sign again
+                self._headers.clear()
+            self._headers[kid] = header
+        return header
+
+    def sign(
+        self,
+        key: SigningKey,
+        *,
+        now: float,
+        sub: str,
+        client_id: str,
+        scope: str,
+        audience: str,
+        username: str | None = None,
+        sid: str | None = None,
+    ) -> AccessToken:
+        issued = int(now)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": sub,
+            "aud": audience,
+            "exp": issued + self.ttl,
+            "iat": issued,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client_id,
+            "scope": scope,
+        }
+        if username is not None:
+            claims["username"] = username
+        if sid is not None:
+            claims["sid"] = sid
+        if self.claims_hook is not None:
+            extra = self.claims_hook(claims)
+            claims.update({k: v for k, v in extra.items() if k not in RESERVED_CLAIMS})
+        signing_input = self._header(key.kid) + b"." + b64url(_encode(claims))
+        signature = key.private_key.sign(signing_input, _PKCS1, _SHA256)
+        token = (signing_input + b"." + b64url(signature)).decode()
+        return AccessToken(token, claims["jti"], claims["exp"], claims)
+
+
+def new_refresh_token() -> tuple[str, bytes]:
+    """An opaque refresh token of 256 random bits and the hash that is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, refresh_token_hash(token)
+
+
+def refresh_token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def parse_refresh_token(value: str) -> bytes | None:
+    """The stored hash of a well-formed token, or None before any database work."""
+    if len(value) != 43 or not REFRESH_TOKEN.fullmatch(value):
+        return None
+    return refresh_token_hash(value)
+
+
+MAX_TOKEN_LENGTH = 8192
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _b64decode(segment: bytes) -> bytes:
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+def decode_own_access_token(
+    ring: KeyRing, token: str, *, issuer: str, now: float, leeway: int
+) -> dict[str, Any] | None:
+    """The claims of an unexpired access token this authority signed, else None.
+
+    Used by revocation and introspection, which answer "inactive" rather than say why.
+    """
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        return None
+    try:
+        raw = token.encode("ascii")
+        header_b64, payload_b64, signature_b64 = raw.split(b".")
+        header = _decode_json(_b64decode(header_b64))
+        if (
+            not isinstance(header, dict)
+            or header.get("alg") != "RS256"
+            or header.get("typ") != "at+jwt"
+            or not isinstance(header.get("kid"), str)
+        ):
+            return None
+        key = ring.public_key(header["kid"])
+        if key is None:
+            return None
+        key.verify(_b64decode(signature_b64), header_b64 + b"." + payload_b64, _PKCS1, _SHA256)
+        claims = _decode_json(_b64decode(payload_b64))
+    except (ValueError, UnicodeError, binascii.Error, msgspec.DecodeError, InvalidSignature):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != issuer:
+        return None
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        return None
+    if exp + leeway <= now or not isinstance(claims.get("jti"), str):
+        return None
+    return claims
