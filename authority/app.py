@@ -124,7 +124,7 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            *discovery_handlers(settings, keys),
+            *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth),
             live,
             ready,

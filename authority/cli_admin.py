@@ -21,6 +21,7 @@ from authority.cli_common import (
 )
 from authority.clients import (
     GRANT_TYPES,
+    SCOPE_TOKEN,
     create_client,
     hash_secret,
     list_clients,
@@ -28,7 +29,6 @@ from authority.clients import (
 )
 from authority.db import Database
 from authority.families import revoke_user_families
-from authority.grants import SCOPE_TOKEN
 from authority.passwords import MAX_LENGTH, MIN_LENGTH, ahash_password
 from authority.pruning import prune_tokens
 from authority.settings import Settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, insert, select
 
 from authority.models import Client
 
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
 GRANT_TYPES = frozenset({"client_credentials", "refresh_token", "password"})
 DEFAULT_GRANTS = ("client_credentials",)
 DEFAULT_PUBLIC_GRANTS = ("refresh_token",)

@@ -8,6 +8,8 @@ from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from authority.clients import all_scopes
+from authority.db import Database
 from authority.rotation import KeyManager
 from authority.settings import Settings
 
@@ -50,18 +52,18 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-def discovery_handlers(settings: Settings, keys: KeyManager) -> list[HTTPRouteHandler]:
-    document = metadata(settings, scopes=[])
+def discovery_handlers(
+    settings: Settings, keys: KeyManager, db: Database
+) -> list[HTTPRouteHandler]:
     cache_control = f"public, max-age={settings.jwks_max_age}"
 
     @get(
         "/.well-known/oauth-authorization-server",
-        sync_to_thread=False,
         tags=["discovery"],
         summary="RFC 8414 authorization server metadata",
     )
-    def server_metadata() -> dict[str, Any]:
-        return document
+    async def server_metadata() -> dict[str, Any]:
+        return metadata(settings, scopes=await db.read(all_scopes))
 
     @get(
         "/.well-known/jwks.json",

@@ -6,12 +6,11 @@ the token response body, or raises an OAuth error.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from authority import metrics
-from authority.clients import ClientRecord
+from authority.clients import SCOPE_TOKEN, ClientRecord
 from authority.errors import (
     InvalidGrantError,
     InvalidRequestError,
@@ -27,7 +26,6 @@ from authority.users import UserRecord, find_user, set_password_hash
 
 Params = Mapping[str, str]
 Grant = Callable[[Authority, ClientRecord, Params], Awaitable[dict[str, Any]]]
-SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
 
 REFRESH_ERRORS = {
     "unknown": "refresh token is invalid",
