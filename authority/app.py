@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority import __version__
 from authority.db import Database, DatabaseUnavailable, describe_db_error
-from authority.discovery import discovery_handlers
+from authority.discovery import SKIP_METRICS, discovery_handlers
 from authority.keys import Clock, KeyStoreError, system_clock
 from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
 from authority.migrate import current_revision, head_revision
@@ -132,7 +132,12 @@ def create_app(
         ],
         lifespan=[lifespan],
         middleware=[
-            PrometheusConfig(app_name="authority", prefix="authority", group_path=True).middleware
+            PrometheusConfig(
+                app_name="authority",
+                prefix="authority",
+                group_path=True,
+                exclude_opt_key=SKIP_METRICS,
+            ).middleware
         ],
         exception_handlers={
             DatabaseUnavailable: _unavailable,

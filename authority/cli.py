@@ -34,6 +34,16 @@ from authority.keystore import KeyStore
 from authority.settings import Settings
 
 T = TypeVar("T")
+# How ``authority serve`` runs uvicorn; the benchmarks serve their baselines the same way.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "factory": True,
+    "loop": "uvloop",
+    "http": "httptools",
+    "lifespan": "on",
+    "server_header": False,
+    "proxy_headers": False,
+    "access_log": False,
+}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,16 +104,10 @@ def _serve(settings: Settings) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authority-metrics-")
     uvicorn.run(
         "authority.app:app_from_env",
-        factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        server_header=False,
-        proxy_headers=False,
-        access_log=False,
+        **UVICORN_OPTIONS,
     )
 
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
-from litestar import Request, Response, get
+from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.response.base import ASGIResponse
 
+from authority import metrics
 from authority.clients import all_scopes
 from authority.db import Database
+from authority.keys import KeyRing
 from authority.rotation import KeyManager
 from authority.settings import Settings
 
 GRANT_TYPES = ["client_credentials", "refresh_token", "password"]
+# Routes whose ``opt`` holds this key stay out of the per-request Prometheus middleware:
+# it costs as much as the JWKS handler itself, so the JWKS keeps a plain counter.
+SKIP_METRICS = "skip_metrics"
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
@@ -65,18 +71,33 @@ def discovery_handlers(
     async def server_metadata() -> dict[str, Any]:
         return metadata(settings, scopes=await db.read(all_scopes))
 
+    cached: dict[str, Any] = {}
+
+    def encoded(ring: KeyRing) -> dict[str, Any]:
+        """Both answers for a key ring, encoded once: the JWKS is served from bytes."""
+        if cached.get("ring") is not ring:
+            headers = {"Cache-Control": cache_control, "ETag": ring.etag}
+            cached.update(
+                ring=ring,
+                ok=ASGIResponse(body=ring.jwks, headers=headers, media_type="application/json"),
+                not_modified=ASGIResponse(status_code=304, headers=headers),
+            )
+        return cached
+
     @get(
         "/.well-known/jwks.json",
         sync_to_thread=False,
         tags=["discovery"],
         summary="Public signing keys (next, current and retired)",
         media_type="application/json",
+        opt={SKIP_METRICS: True},
     )
-    def jwks(request: Request[Any, Any, Any]) -> Response[bytes]:
+    def jwks(request: Request[Any, Any, Any]) -> ASGIResponse:
         ring = keys.current_ring()
-        headers = {"Cache-Control": cache_control, "ETag": ring.etag}
         if etag_matches(request.headers.get("if-none-match"), ring.etag):
-            return Response(b"", status_code=304, headers=headers)
-        return Response(ring.jwks, headers=headers, media_type="application/json")
+            metrics.JWKS_REQUESTS.labels("304").inc()
+            return encoded(ring)["not_modified"]  # type: ignore[no-any-return]
+        metrics.JWKS_REQUESTS.labels("200").inc()
+        return encoded(ring)["ok"]  # type: ignore[no-any-return]
 
     return [server_metadata, jwks]

@@ -19,3 +19,4 @@ KEYSTORE_OK = Gauge(
     "1 when the last key store load succeeded",
     multiprocess_mode="min",
 )
+JWKS_REQUESTS = Counter("authority_jwks_requests", "JWKS responses by status", ["status"])

@@ -55,6 +55,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+def busy_cpus(seconds: float = 1.0) -> float:
+    """How many CPUs' worth of time others used over ``seconds`` (from /proc/stat):
+    a benchmark on a busy machine measures the neighbours too."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(n) for n in stat.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except OSError:
+        return 0.0
+    return len(os.sched_getaffinity(0)) * (busy1 - busy0) / max(1, total1 - total0)
+
+
 # --- wrk -----------------------------------------------------------------------------
 
 
@@ -201,10 +220,33 @@ class Server:
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.port}{path}"
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server and its children (uvicorn workers)."""
+        return sum(_cpu_seconds(pid) for pid in _process_tree(self.process.pid))
+
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):
             return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:])
         return ""
+
+
+def _process_tree(pid: int) -> list[int]:
+    pids, i = [pid], 0
+    while i < len(pids):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pids[i]}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        i += 1
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -320,21 +362,28 @@ def raise_on_sigterm() -> None:
 
 
 def compare(
-    urls: Mapping[str, str], duration: float, warmup: float, rounds: int = 2
+    targets: Mapping[str, tuple[Server, str]], duration: float, warmup: float, rounds: int = 2
 ) -> dict[str, Any]:
-    """Warm every URL up, then run wrk on each in turn for ``rounds`` rounds (the order
-    reversed every other round, so drift hits all alike) and keep each one's best run
-    (highest requests/s). Returns ``{name: best run + "runs": [...]}`` per URL."""
-    for url in urls.values():
-        wrk(url, warmup)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
-    names = list(urls)
+    """Warm every ``(server, path)`` up, then run wrk on each in turn for ``rounds``
+    rounds (the order reversed every other round, so drift hits all alike) and keep each
+    one's best run (highest requests/s). Returns ``{name: best run + "runs": [...]}``.
+
+    Each run also records the server's CPU time per request (``cpu_us_per_request``),
+    which other load on the machine disturbs much less than requests/s."""
+    for srv, path in targets.values():
+        wrk(srv.url(path), warmup)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    names = list(targets)
     for i in range(rounds):
         for name in names if i % 2 == 0 else reversed(names):
-            result = wrk(urls[name], duration)
+            srv, path = targets[name]
+            cpu = srv.cpu_seconds()
+            result = wrk(srv.url(path), duration)
+            cpu = srv.cpu_seconds() - cpu
             if result.errors:
-                raise BenchError(f"{name}: {result.errors} errors under load on {urls[name]}")
-            runs[name].append(result.as_dict())
+                raise BenchError(f"{name}: {result.errors} errors under load on {path}")
+            cpu_us = round(1e6 * cpu / max(1, result.requests), 1)
+            runs[name].append({**result.as_dict(), "cpu_us_per_request": cpu_us})
     return {
         name: {**max(measured, key=lambda r: r["requests_per_s"]), "runs": measured}
         for name, measured in runs.items()

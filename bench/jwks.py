@@ -28,7 +28,7 @@ def run(quick: bool) -> dict[str, Any]:
             status, _, same = get(base.url("/"))
             if status != 200 or same != body:
                 raise BenchError(f"baseline answered {status} with {len(same)} bytes")
-            best = compare({"ours": ours.url(PATH), "baseline": base.url("/")}, duration, warmup)
+            best = compare({"ours": (ours, PATH), "baseline": (base, "/")}, duration, warmup)
     ratio = best["ours"]["requests_per_s"] / best["baseline"]["requests_per_s"]
     return {
         "title": TITLE,

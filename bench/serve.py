@@ -2,8 +2,7 @@
 
     python -m bench.serve bench.baseline_apps:constant_bytes --port 8123
 
-UVICORN_OPTIONS must stay equal to the options of ``uvicorn.run`` in
-``authority/cli.py:_serve``, or the comparison measures the server, not the app.
+The options are ``authority serve``'s own, so the comparison measures the app.
 """
 
 from __future__ import annotations
@@ -12,15 +11,7 @@ import argparse
 
 import uvicorn
 
-UVICORN_OPTIONS = {
-    "factory": True,
-    "loop": "uvloop",
-    "http": "httptools",
-    "lifespan": "on",
-    "server_header": False,
-    "proxy_headers": False,
-    "access_log": False,
-}
+from authority.cli import UVICORN_OPTIONS
 
 
 def main() -> None:

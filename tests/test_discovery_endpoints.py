@@ -138,7 +138,8 @@ async def test_metrics_are_prometheus_text(client: AsyncTestClient) -> None:  # 
     assert response.headers["content-type"].startswith("text/plain")
     for name in ("authority_signing_key_age_seconds", "authority_keystore_healthy",
                  "authority_tokens_issued", "authority_refresh_reuse_detected",
-                 "authority_login_failures", "authority_request_duration_seconds"):
+                 "authority_login_failures", "authority_request_duration_seconds",
+                 "authority_jwks_requests_total{status=\"200\"}"):
         assert name in response.text
 
 
