@@ -133,6 +133,7 @@ async def test_ready_reports_a_broken_key_store_while_signing_goes_on(
 
 async def test_metrics_are_prometheus_text(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     await client.get("/.well-known/jwks.json")
+    await client.get("/health/live")
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

@@ -124,7 +124,8 @@ async def test_password_grant_gives_user_tokens_with_username_and_a_refresh_toke
     claims = world.decode(str(body["access_token"]))
     assert claims["username"] == "Alice"
     assert claims["scope"] == "profile"
-    assert isinstance(body["refresh_token"], str) and len(body["refresh_token"]) == 43
+    assert isinstance(body["refresh_token"], str)
+    assert len(body["refresh_token"]) == 43
 
 
 async def test_login_is_case_insensitive_and_accepts_the_email(world: World) -> None:
