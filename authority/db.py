@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -124,7 +125,7 @@ class Database:
                 return await loop.run_in_executor(executor, _transaction, engine, work)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
-        except (OSError, TimeoutError, OperationalError, DBAPIError) as exc:
+        except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not _is_outage(exc):
                 raise
             raise DatabaseUnavailable(describe_db_error(exc)) from exc

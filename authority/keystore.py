@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authority.db import describe_db_error
@@ -300,7 +301,7 @@ class DatabaseKeyStore:
     async def _errors(self) -> AsyncIterator[None]:
         try:
             yield
-        except (OSError, TimeoutError, OperationalError, DBAPIError) as exc:
+        except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
             raise KeyStoreError(describe_db_error(exc)) from None
 
 
