@@ -17,7 +17,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority import __version__
-from authority.db import Database, DatabaseUnavailable, describe_db_error
+from authority.db import Database, DatabaseUnavailable, describe_db_error, is_outage
 from authority.discovery import SKIP_METRICS, discovery_handlers
 from authority.keys import Clock, KeyStoreError, system_clock
 from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
@@ -141,8 +141,7 @@ def create_app(
         ],
         exception_handlers={
             DatabaseUnavailable: _unavailable,
-            OperationalError: _unavailable,
-            DBAPIError: _unavailable,
+            DBAPIError: _database_error,
             KeyStoreError: _unavailable,
             HTTPException: _http_error,
             Exception: _internal_error,
@@ -159,20 +158,22 @@ def create_app(
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
-    log.error(
-        "%s %s: unavailable: %s",
-        request.method,
-        request.url.path,
-        describe_db_error(exc) if isinstance(exc, DBAPIError) else exc,
-    )
+    log.error("%s %s: unavailable: %s", request.method, request.url.path, exc)
     return Response(
         {
             "error": "temporarily_unavailable",
             "error_description": "the service cannot reach its storage; retry later",
         },
         status_code=503,
-        headers={"Retry-After": RETRY_AFTER},
+        headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
     )
+
+
+def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """An outage the handler did not expect is a 503; any other database error a bug."""
+    if is_outage(exc):
+        return _unavailable(request, DatabaseUnavailable(describe_db_error(exc)))
+    return _internal_error(request, exc)
 
 
 def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

@@ -103,6 +103,8 @@ def create_client(
 
 
 def get_client(conn: Connection, client_id: str) -> ClientRecord | None:
+    if "\x00" in client_id:  # PostgreSQL text cannot hold NUL; no client id has one
+        return None
     row = conn.execute(select(Client).where(Client.client_id == client_id)).first()
     return _record(row) if row is not None else None
 

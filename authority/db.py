@@ -126,7 +126,7 @@ class Database:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not _is_outage(exc):
+            if isinstance(exc, DBAPIError) and not is_outage(exc):
                 raise
             raise DatabaseUnavailable(describe_db_error(exc)) from exc
 
@@ -155,7 +155,7 @@ def _select_one(conn: Connection) -> None:
     conn.execute(text("SELECT 1"))
 
 
-def _is_outage(exc: DBAPIError) -> bool:
+def is_outage(exc: DBAPIError) -> bool:
     """Connection loss, lock timeouts and serialization failures, not programming errors."""
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return True

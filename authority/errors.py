@@ -13,7 +13,6 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidScopeError,
     OAuth2Error,
     UnauthorizedClientError,
-    UnsupportedGrantTypeError,
 )
 from litestar import Response
 
@@ -38,6 +37,12 @@ class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
     """RFC 8707 section 2: the requested audience is not one this client may name."""
 
     error = "invalid_target"
+
+
+class UnsupportedGrantTypeError(OAuth2Error):  # type: ignore[misc]
+    """RFC 6749 section 5.2 (Authlib's class takes no description)."""
+
+    error = "unsupported_grant_type"
 
 
 class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]

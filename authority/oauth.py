@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -45,6 +46,8 @@ from authority.service import Authority
 from authority.tokens import decode_own_access_token, parse_refresh_token
 
 MAX_BODY = 16 * 1024
+# Names echoed in an error description; RFC 6749 limits its characters.
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 MAX_FIELDS = 32
 MAX_CLIENT_ID = 64
 _encode = msgspec.json.Encoder().encode
@@ -72,7 +75,8 @@ async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params or (name + "\0") in params:
-            raise InvalidRequestError(description=f"parameter {name[:40]!r} is repeated")
+            shown = f"parameter {name!r}" if _PARAM_NAME.fullmatch(name) else "a parameter"
+            raise InvalidRequestError(description=f"{shown} is repeated")
         # Remember blank parameters under a marker key, to catch a repetition of them.
         params[name if value else name + "\0"] = value
     return {k: v for k, v in params.items() if not k.endswith("\0")}

@@ -77,6 +77,8 @@ def create_user(
 
 def find_user(conn: Connection, login: str) -> UserRecord | None:
     """By username, or by email when ``login`` contains ``@``."""
+    if "\x00" in login:  # PostgreSQL text cannot hold NUL; no name has one
+        return None
     column = User.email_key if "@" in login else User.username_key
     row = conn.execute(select(User).where(column == fold(login))).first()
     return _record(row) if row is not None else None
