@@ -803,7 +803,6 @@ NUL_CASES = [
 async def test_a_nul_byte_in_a_client_id_or_username_is_a_client_error_on_every_backend(
     make_settings: Callable[..., Settings],
     database_url: str,
-    request: pytest.FixtureRequest,
     path: str,
     body: str,
     auth: str | None,
