@@ -209,10 +209,12 @@ class KeyManager:
                 self.problem = None
                 return False
             records = await self.store.load()
-            private = {
-                r.kid: self._private.get(r.kid) or decrypt(r, self.settings.key_passphrase)
-                for r in records
-            }
+            private = {r.kid: self._private[r.kid] for r in records if r.kid in self._private}
+            for record in records:
+                if record.kid not in private:  # a KDF run: off the event loop
+                    private[record.kid] = await asyncio.to_thread(
+                        decrypt, record, self.settings.key_passphrase
+                    )
             ring = KeyRing(records, private)
             if ring.current(self.clock()) is None:
                 raise KeyStoreError(
