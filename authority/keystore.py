@@ -108,7 +108,18 @@ class FileKeyStore:
         return record
 
     async def load(self) -> list[KeyRecord]:
-        return await asyncio.to_thread(lambda: [self._read(p) for p in self._key_files()])
+        return await asyncio.to_thread(self._load)
+
+    def _load(self) -> list[KeyRecord]:
+        records = []
+        for path in self._key_files():
+            try:
+                records.append(self._read(path))
+            except FileNotFoundError:
+                continue  # removed by a prune or revoke since the listing: not a key any more
+            except OSError as exc:
+                raise KeyStoreError(f"cannot read key file {path}: {exc.strerror}") from None
+        return records
 
     async def fingerprint(self) -> str:
         def stat_all() -> str:
