@@ -9,7 +9,6 @@ joserfc.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import math
 import re
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from authority.keys import KeyRing, SigningKey
+from authority.verifier import InvalidToken, parse_access_token
 
 REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 # Claims the authority sets; a claims hook cannot override them.
@@ -135,49 +135,29 @@ def parse_refresh_token(value: str) -> bytes | None:
     return refresh_token_hash(value)
 
 
-MAX_TOKEN_LENGTH = 8192
-_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
-_decode_json = msgspec.json.Decoder().decode
-
-
-def _b64decode(segment: bytes) -> bytes:
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise ValueError("not unpadded base64url")
-    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-
-
 def decode_own_access_token(
     ring: KeyRing, token: str, *, issuer: str, now: float, leeway: int
 ) -> dict[str, Any] | None:
     """The claims of an unexpired access token this authority signed, else None.
 
-    Used by revocation and introspection, which answer "inactive" rather than say why.
+    Parsing is the verifier library's (``authority.verifier``), so introspection and
+    resource servers judge a token alike; used by revocation and introspection, which
+    answer "inactive" rather than say why.
     """
-    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+    try:
+        kid, claims, signing_input, signature = parse_access_token(token)
+    except InvalidToken:
+        return None
+    key = ring.public_key(kid)
+    if key is None:
         return None
     try:
-        raw = token.encode("ascii")
-        header_b64, payload_b64, signature_b64 = raw.split(b".")
-        header = _decode_json(_b64decode(header_b64))
-        if (
-            not isinstance(header, dict)
-            or header.get("alg") != "RS256"
-            or header.get("typ") != "at+jwt"
-            or not isinstance(header.get("kid"), str)
-        ):
-            return None
-        key = ring.public_key(header["kid"])
-        if key is None:
-            return None
-        key.verify(_b64decode(signature_b64), header_b64 + b"." + payload_b64, _PKCS1, _SHA256)
-        claims = _decode_json(_b64decode(payload_b64))
-    except (ValueError, UnicodeError, binascii.Error, msgspec.DecodeError, InvalidSignature):
-        return None
-    if not isinstance(claims, dict) or claims.get("iss") != issuer:
+        key.verify(signature, signing_input, _PKCS1, _SHA256)
+    except InvalidSignature:
         return None
     exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+    if claims.get("iss") != issuer or type(claims.get("jti")) is not str:
         return None
-    if exp + leeway <= now or not isinstance(claims.get("jti"), str):
+    if type(exp) is not int and not (type(exp) is float and math.isfinite(exp)):
         return None
-    return claims
+    return claims if exp + leeway > now else None

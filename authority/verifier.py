@@ -143,7 +143,7 @@ class Verifier:
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
         """The claims of a valid access token; InvalidToken with a ``reason`` otherwise."""
-        kid, claims, signing_input, signature = _parse(token)
+        kid, claims, signing_input, signature = parse_access_token(token)
         now = self._clock()
         snapshot = self._cache.snapshot
         key = snapshot.keys.get(kid)
@@ -155,7 +155,7 @@ class Verifier:
 
     async def averify(self, token: str | bytes) -> dict[str, Any]:
         """``verify`` for event loops: a key fetch, when needed, is awaited."""
-        kid, claims, signing_input, signature = _parse(token)
+        kid, claims, signing_input, signature = parse_access_token(token)
         now = self._clock()
         snapshot = self._cache.snapshot
         key = snapshot.keys.get(kid)
@@ -241,7 +241,9 @@ def _check_header(header: dict[str, Any], *, typ: bool) -> str:
     return kid
 
 
-def _parse(token: object) -> tuple[str, dict[str, Any], bytes, bytes]:
+def parse_access_token(token: object) -> tuple[str, dict[str, Any], bytes, bytes]:
+    """Every check that needs no key: ``(kid, claims, signing_input, signature)``.
+    The authority's introspection uses it too, so both judge tokens alike."""
     header, signing_input, payload, signature = _split(token)
     kid = _check_header(header, typ=True)
     return kid, json_object(payload), signing_input, signature
