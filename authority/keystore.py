@@ -111,15 +111,19 @@ class FileKeyStore:
         return await asyncio.to_thread(self._load)
 
     def _load(self) -> list[KeyRecord]:
-        records = []
-        for path in self._key_files():
+        # A listed file gone by the time it is read was deleted by a concurrent step.
+        # Skipping it could hide the current key and make a retired one look current,
+        # so take the whole snapshot again instead.
+        for _ in range(10):
             try:
-                records.append(self._read(path))
+                return [self._read(path) for path in self._key_files()]
             except FileNotFoundError:
-                continue  # removed by a prune or revoke since the listing: not a key any more
+                continue
             except OSError as exc:
-                raise KeyStoreError(f"cannot read key file {path}: {exc.strerror}") from None
-        return records
+                raise KeyStoreError(
+                    f"cannot read keys in {self.directory}: {exc.strerror}"
+                ) from None
+        raise KeyStoreError(f"keys in {self.directory} keep changing while being read")
 
     async def fingerprint(self) -> str:
         def stat_all() -> str:

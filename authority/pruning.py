@@ -37,5 +37,8 @@ async def run_pruning(db: Database, clock: Clock, interval: float) -> None:
         except DatabaseUnavailable as exc:
             log.warning("token pruning skipped: %s", exc)
             continue
+        except Exception:  # the loop must outlive any one bad batch
+            log.exception("token pruning failed")
+            continue
         if deleted:
             log.info("pruned %d expired token rows", deleted)

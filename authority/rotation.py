@@ -101,7 +101,8 @@ async def revoke(
             raise KeyStoreError(f"no key with kid {kid[:60]!r}")
         replacement = None
         if states[kid].state == "current":
-            replacement = await _make_current(tx, list(states.values()), fresh, now)
+            others = [s for s in states.values() if s.record.kid != kid]
+            replacement = await _make_current(tx, others, fresh, now)
         await tx.delete(kid)
         return replacement
 
@@ -254,10 +255,14 @@ class KeyManager:
         loop = asyncio.get_running_loop()
         next_maintenance = loop.time()
         while True:
-            if loop.time() >= next_maintenance:
-                await self.maintain()
-                next_maintenance = loop.time() + self.settings.maintenance_interval
-            else:
-                await self.reload()
+            try:
+                if loop.time() >= next_maintenance:
+                    next_maintenance = loop.time() + self.settings.maintenance_interval
+                    await self.maintain()
+                else:
+                    await self.reload()
+            except Exception as exc:  # the loop must outlive any one bad poll
+                log.exception("key store poll failed")
+                self.problem = f"key store poll failed: {type(exc).__name__}"
             self.report()
             await asyncio.sleep(self.settings.keystore_poll_interval)
