@@ -72,14 +72,13 @@ async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
         raise
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequestError(description="malformed form body") from None
-    params: dict[str, str] = {}
-    for name, value in pairs:
-        if name in params or (name + "\0") in params:
+    seen: set[str] = set()
+    for name, _value in pairs:
+        if name in seen:
             shown = f"parameter {name!r}" if _PARAM_NAME.fullmatch(name) else "a parameter"
             raise InvalidRequestError(description=f"{shown} is repeated")
-        # Remember blank parameters under a marker key, to catch a repetition of them.
-        params[name if value else name + "\0"] = value
-    return {k: v for k, v in params.items() if not k.endswith("\0")}
+        seen.add(name)
+    return {name: value for name, value in pairs if value}
 
 
 def basic_credentials(header: str) -> tuple[str, str]:
