@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority import __version__
+from authority.clients import ClientCache
 from authority.db import Database, DatabaseUnavailable, describe_db_error, is_outage
 from authority.discovery import SKIP_METRICS, discovery_handlers
 from authority.keys import Clock, KeyStoreError, system_clock
@@ -74,6 +75,7 @@ def create_app(
         signer=AccessTokenSigner(settings.issuer, settings.access_ttl, claims_hook),
         secret_key=settings.secret_key_bytes(),
         clock=clock,
+        clients=ClientCache(),
     )
 
     @contextlib.asynccontextmanager

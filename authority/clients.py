@@ -11,11 +11,13 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
+from authority.db import Database
 from authority.models import Client
 
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
@@ -102,10 +104,13 @@ def create_client(
     return record
 
 
+_GET_CLIENT = select(Client.__table__).where(Client.__table__.c.client_id == bindparam("client_id"))
+
+
 def get_client(conn: Connection, client_id: str) -> ClientRecord | None:
     if "\x00" in client_id:  # PostgreSQL text cannot hold NUL; no client id has one
         return None
-    row = conn.execute(select(Client).where(Client.client_id == client_id)).first()
+    row = conn.execute(_GET_CLIENT, {"client_id": client_id}).first()
     return _record(row) if row is not None else None
 
 
@@ -118,3 +123,26 @@ def all_scopes(conn: Connection) -> list[str]:
     for (value,) in conn.execute(select(Client.scopes)):
         scopes.update(value.split())
     return sorted(scopes)
+
+
+class ClientCache:
+    """Client records kept ``ttl`` seconds in each process, so that a token request
+    needs no database read for its client. Only found clients are kept (a new client
+    works at once); a change to a client takes effect within ``ttl``."""
+
+    def __init__(self, ttl: float = 2.0, size: int = 10_000):
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, ClientRecord]] = {}
+
+    async def get(self, db: Database, client_id: str) -> ClientRecord | None:
+        now = time.monotonic()
+        hit = self._entries.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        client = await db.read(get_client, client_id)
+        if client is not None:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[client_id] = (now + self.ttl, client)
+        return client

@@ -107,6 +107,8 @@ class Database:
             )
             event.listen(self._sync, "connect", _sqlite_connect)
             event.listen(self._sync, "begin", _sqlite_begin)
+            self._read_engine = self._sync.execution_options(authority_write=False)
+            self._write_engine = self._sync.execution_options(authority_write=True)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="authority-db-write")
             self._readers = ThreadPoolExecutor(3, thread_name_prefix="authority-db-read")
 
@@ -119,7 +121,7 @@ class Database:
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         try:
             if self._sync is not None:
-                engine = self._sync.execution_options(authority_write=write)
+                engine = self._write_engine if write else self._read_engine
                 loop = asyncio.get_running_loop()
                 executor = self._writer if write else self._readers
                 return await loop.run_in_executor(executor, _transaction, engine, work)

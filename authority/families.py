@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -97,24 +97,63 @@ def start_family(
     return family, expires_at
 
 
+_TOKENS = cast(Table, RefreshToken.__table__)
+_FAMILIES = cast(Table, RefreshFamily.__table__)
+_USERS = cast(Table, User.__table__)
+_T, _F, _U = _TOKENS.c, _FAMILIES.c, _USERS.c
 _LOOKUP = (
     select(
-        RefreshToken.id,
-        RefreshToken.consumed_at,
-        RefreshToken.expires_at,
-        RefreshFamily.id.label("family_id"),
-        RefreshFamily.user_id,
-        RefreshFamily.client_id,
-        RefreshFamily.scope,
-        RefreshFamily.audience,
-        RefreshFamily.expires_at.label("family_expires_at"),
-        RefreshFamily.revoked_at,
-        User.username,
-        User.is_active,
+        _T.id,
+        _T.consumed_at,
+        _T.expires_at,
+        _F.id.label("family_id"),
+        _F.user_id,
+        _F.client_id,
+        _F.scope,
+        _F.audience,
+        _F.expires_at.label("family_expires_at"),
+        _F.revoked_at,
+        _U.username,
+        _U.is_active,
     )
-    .join(RefreshFamily, RefreshFamily.id == RefreshToken.family_id)
-    .join(User, User.id == RefreshFamily.user_id)
+    .select_from(_TOKENS)
+    .join(_FAMILIES, _F.id == _T.family_id)
+    .join(_USERS, _U.id == _F.user_id)
 )
+_LOOKUP_BY_HASH = _LOOKUP.where(_T.token_hash == bindparam("token_hash"))
+_CONSUME = (
+    update(_TOKENS)
+    .where(_T.id == bindparam("token_id"), _T.consumed_at.is_(None))
+    .values(consumed_at=bindparam("now"))
+)
+_INSERT_TOKEN = insert(_TOKENS)
+_INSERT_COLUMNS = ("token_hash", "family_id", "parent_id", "created_at", "expires_at")
+_RAW_LOOKUP = (
+    "SELECT t.id, t.consumed_at, t.expires_at, f.id, f.user_id, f.client_id, f.scope, "
+    "f.audience, f.expires_at, f.revoked_at, u.username, u.is_active "
+    "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id "
+    "JOIN users u ON u.id = f.user_id WHERE t.token_hash = ?"
+)
+_RAW_CONSUME = "UPDATE refresh_tokens SET consumed_at = ? WHERE id = ? AND consumed_at IS NULL"
+_RAW_INSERT = (
+    "INSERT INTO refresh_tokens (token_hash, family_id, parent_id, created_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+
+
+class _Row(NamedTuple):
+    id: int
+    consumed_at: float | None
+    expires_at: float
+    family_id: str
+    user_id: int
+    client_id: str
+    scope: str
+    audience: str
+    family_expires_at: float
+    revoked_at: float | None
+    username: str
+    is_active: bool
 
 
 def rotate(
@@ -132,7 +171,7 @@ def rotate(
     """Consume ``presented`` and store ``replacement`` in its family, or say why not.
     A request for more ``scope`` or another ``audience`` than the family holds is
     refused before anything changes."""
-    row = conn.execute(_LOOKUP.where(RefreshToken.token_hash == presented)).first()
+    row = _lookup(conn, presented)
     if row is None:
         return Rotation("unknown")
     if row.client_id != client_id:
@@ -158,18 +197,17 @@ def rotate(
     if consumed_at is None:
         if row.expires_at <= now or family.expires_at <= now:
             return Rotation("expired")
-        won = conn.execute(
-            update(RefreshToken)
-            .where(RefreshToken.id == row.id, RefreshToken.consumed_at.is_(None))
-            .values(consumed_at=now)
-        ).rowcount
-        if won == 1:
+        if _consume(conn, row.id, now):
             return Rotation(
                 "rotated", family, _child(conn, family, row.id, replacement, now, refresh_ttl)
             )
-        consumed_at = conn.execute(
-            select(RefreshToken.consumed_at).where(RefreshToken.id == row.id)
-        ).scalar_one()
+        # Lost the race: the winner's consumed_at is committed and now visible.
+        consumed_at = (
+            conn.execute(
+                select(RefreshToken.consumed_at).where(RefreshToken.id == row.id)
+            ).scalar_one()
+            or now
+        )
     if (
         grace > 0
         and now - consumed_at <= grace
@@ -192,16 +230,39 @@ def _child(
     refresh_ttl: int,
 ) -> float:
     expires_at = min(now + refresh_ttl, family.expires_at)  # the family never grows older
-    conn.execute(
-        insert(RefreshToken).values(
-            token_hash=token_hash,
-            family_id=family.id,
-            parent_id=parent_id,
-            created_at=now,
-            expires_at=expires_at,
-        )
-    )
+    values = (token_hash, family.id, parent_id, now, expires_at)
+    cursor = _raw(conn)
+    if cursor is not None:
+        cursor.execute(_RAW_INSERT, values)
+    else:
+        conn.execute(_INSERT_TOKEN, dict(zip(_INSERT_COLUMNS, values, strict=True)))
     return expires_at
+
+
+def _raw(conn: Connection) -> Any:
+    """On SQLite, the driver's own cursor: the statements of a rotation then skip
+    SQLAlchemy's per-statement work, which costs more than SQLite itself. The
+    transaction is the same one (``Database.write`` began it on this connection)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+
+def _lookup(conn: Connection, presented: bytes) -> _Row | None:
+    cursor = _raw(conn)
+    if cursor is not None:
+        found = cursor.execute(_RAW_LOOKUP, (presented,)).fetchone()
+    else:
+        found = conn.execute(_LOOKUP_BY_HASH, {"token_hash": presented}).first()
+    return _Row(*found) if found is not None else None
+
+
+def _consume(conn: Connection, token_id: int, now: float) -> bool:
+    """The compare-and-set: True for the one transaction that consumed the token."""
+    cursor = _raw(conn)
+    if cursor is not None:
+        return bool(cursor.execute(_RAW_CONSUME, (now, token_id)).rowcount == 1)
+    return bool(conn.execute(_CONSUME, {"token_id": token_id, "now": now}).rowcount == 1)
 
 
 def _newest_parent(conn: Connection, family_id: str) -> int | None:

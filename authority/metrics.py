@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 TOKENS_ISSUED = Counter("authority_tokens_issued", "Access tokens issued", ["grant"])
 REFRESH_REUSE = Counter(
@@ -20,3 +20,8 @@ KEYSTORE_OK = Gauge(
     multiprocess_mode="min",
 )
 JWKS_REQUESTS = Counter("authority_jwks_requests", "JWKS responses by status", ["status"])
+TOKEN_SECONDS = Histogram(
+    "authority_token_request_duration_seconds",
+    "Time to answer POST /oauth/token, by status",
+    ["status"],
+)

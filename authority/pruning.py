@@ -14,18 +14,24 @@ from authority.families import prune_batch
 from authority.keys import Clock
 
 BATCH = 1000
+PAUSE = 0.15  # seconds between batches: more than SQLite's longest busy-handler sleep
 log = logging.getLogger("authority.pruning")
 
 
 async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:
     """Delete every row that is due; returns how many were deleted."""
     total = 0
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         deleted = await db.write(prune_batch, clock(), batch)
         total += deleted
         if deleted < batch:
             return total
-        await asyncio.sleep(0.01)  # let queued token writes go first
+        # Let token writes waiting for the lock go first. A writer in another process
+        # waits in SQLite's busy handler, which sleeps up to 100 ms between tries: a
+        # shorter pause starves it. And hold the lock at most half the time.
+        await asyncio.sleep(max(PAUSE, loop.time() - started))
 
 
 async def run_pruning(db: Database, clock: Clock, interval: float) -> None:

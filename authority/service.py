@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authority.clients import ClientCache
 from authority.db import Database
 from authority.keys import Clock
 from authority.rotation import KeyManager
@@ -19,3 +20,4 @@ class Authority:
     signer: AccessTokenSigner
     secret_key: bytes
     clock: Clock
+    clients: ClientCache

@@ -264,3 +264,11 @@ async def test_claims_hook_adds_claims_but_cannot_override_registered_ones(
     assert claims["tenant"] == "acme"
     assert claims["sub"] == client_id
     assert claims["scope"] == ""
+
+
+async def test_token_requests_are_timed_in_the_metrics(world: World) -> None:
+    await world.token(grant_type="client_credentials", client_id=world.service.client_id,
+                      client_secret="svc-secret")
+    text = (await world.client.get("/metrics")).text
+    assert 'authority_token_request_duration_seconds_count{status="200"}' in text
+    assert 'authority_tokens_issued_total{grant="client_credentials"}' in text
