@@ -267,7 +267,7 @@ def oauth_handlers(auth: Authority) -> list[HTTPRouteHandler]:
         # The generic request middleware costs a tenth of a token; one histogram does.
         started = time.perf_counter()
         response = await _guarded(auth, request, _token)
-        metrics.TOKEN_SECONDS.labels(str(response.status_code)).observe(
+        metrics.TOKEN_SECONDS.labels(str(response.status_code or 200)).observe(
             time.perf_counter() - started
         )
         return response
