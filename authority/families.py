@@ -373,8 +373,9 @@ def access_token_revoked(conn: Connection, jti: str) -> bool:
 
 
 def prune_batch(conn: Connection, now: float, batch: int) -> int:
-    """Delete one batch of dead rows; returns how many. Callers loop in short
-    transactions so that pruning never holds the write lock for long.
+    """Delete one batch of dead rows: ``batch`` expired families with their tokens, and
+    up to 20 times ``batch`` expired used tokens and revocations; returns how many.
+    Callers loop in short transactions so that pruning never holds the lock for long.
 
     A consumed token is kept until it expires: until then, presenting it again is
     reuse and revokes the family. A family, revoked or not, is kept until its absolute
@@ -395,15 +396,17 @@ def prune_batch(conn: Connection, now: float, batch: int) -> int:
     used = list(
         conn.execute(
             select(RefreshToken.id)
-            .where(RefreshToken.consumed_at.is_not(None), RefreshToken.expires_at <= now)
-            .limit(batch)
+            .where(RefreshToken.expires_at <= now, RefreshToken.consumed_at.is_not(None))
+            .limit(batch * 20)
         ).scalars()
     )
     if used:
         deleted += conn.execute(delete(RefreshToken).where(RefreshToken.id.in_(used))).rowcount
     expired = list(
         conn.execute(
-            select(RevokedAccessToken.jti).where(RevokedAccessToken.expires_at <= now).limit(batch)
+            select(RevokedAccessToken.jti)
+            .where(RevokedAccessToken.expires_at <= now)
+            .limit(batch * 20)
         ).scalars()
     )
     if expired:

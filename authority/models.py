@@ -114,7 +114,7 @@ class RefreshToken(Base):
     )
     parent_id: Mapped[int | None] = mapped_column(ID, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # for pruning
     consumed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 

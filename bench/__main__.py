@@ -34,7 +34,9 @@ from bench.harness import (
     wrk_binary,
 )
 
-BENCHMARKS = ["jwks", "client_credentials", "refresh", "refresh_scaling", "prune_under_load"]
+BENCHMARKS = [
+    "jwks", "client_credentials", "refresh", "refresh_scaling", "prune_under_load", "verify",
+]
 BUSY_WARNING = 0.3  # CPUs in use by others before starting
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS = [
