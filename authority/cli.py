@@ -12,8 +12,14 @@ import tempfile
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import click
-from rich.table import Table
+try:
+    import click
+    from rich.table import Table
+except ImportError as missing:  # the base install is only the verifier library
+    raise SystemExit(
+        f"error: the authority server is not installed ({missing.name} is missing): "
+        "pip install 'authority[server]'"
+    ) from None
 
 from authority.cli_admin import clients, tokens, users
 from authority.cli_common import (
