@@ -180,15 +180,7 @@ def rotate(
         return Rotation("revoked")
     if not row.is_active:
         return Rotation("disabled")
-    family = Family(
-        row.family_id,
-        row.user_id,
-        row.username,
-        row.client_id,
-        row.scope,
-        row.audience,
-        row.family_expires_at,
-    )
+    family = _family_of(row)
     if scope is not None and not set(scope) <= set(family.scope.split()):
         return Rotation("scope", family)
     if audience is not None and audience != family.audience:
@@ -219,6 +211,19 @@ def rotate(
         )
     revoke_family(conn, family.id, "reuse", now)
     return Rotation("reuse", family)
+
+
+def _family_of(row: Any) -> Family:
+    """The family columns of a ``_LOOKUP`` row."""
+    return Family(
+        row.family_id,
+        row.user_id,
+        row.username,
+        row.client_id,
+        row.scope,
+        row.audience,
+        row.family_expires_at,
+    )
 
 
 def _child(
@@ -279,15 +284,7 @@ def find_family(conn: Connection, token_hash: bytes) -> Family | None:
     row = conn.execute(_LOOKUP.where(RefreshToken.token_hash == token_hash)).first()
     if row is None:
         return None
-    return Family(
-        row.family_id,
-        row.user_id,
-        row.username,
-        row.client_id,
-        row.scope,
-        row.audience,
-        row.family_expires_at,
-    )
+    return _family_of(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,15 +301,7 @@ def token_state(conn: Connection, token_hash: bytes, now: float) -> TokenState |
     ).first()
     if row is None:
         return None
-    family = Family(
-        row.family_id,
-        row.user_id,
-        row.username,
-        row.client_id,
-        row.scope,
-        row.audience,
-        row.family_expires_at,
-    )
+    family = _family_of(row)
     active = (
         row.consumed_at is None
         and row.revoked_at is None
