@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -36,4 +37,6 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def _current(connection: Connection) -> str | None:
+    # Alembic announces its dialect at INFO on every check; only upgrades are news.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     return MigrationContext.configure(connection).get_current_revision()
