@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.table import Table
+from sqlalchemy import Connection
 
 from authority.cli_common import (
     CommandError,
@@ -32,7 +33,15 @@ from authority.families import revoke_user_families
 from authority.passwords import MAX_LENGTH, MIN_LENGTH, ahash_password
 from authority.pruning import prune_tokens
 from authority.settings import Settings
-from authority.users import MAX_EMAIL, MAX_USERNAME, UserExists, create_user, find_user, set_active
+from authority.users import (
+    MAX_EMAIL,
+    MAX_USERNAME,
+    UserExists,
+    UserRecord,
+    create_user,
+    find_user,
+    set_active,
+)
 
 T = TypeVar("T")
 
@@ -103,6 +112,19 @@ def users_create(username: str, email: str, password_stdin: bool, as_json: bool)
     )
 
 
+async def existing_user(db: Database, username: str) -> UserRecord:
+    user = await db.read(find_user, username)
+    if user is None:
+        raise CommandError(f"no user {username!r}")
+    return user
+
+
+def disable_user(conn: Connection, user_id: int, now: float) -> int:
+    """Disable and revoke every session in one transaction; returns the sessions."""
+    set_active(conn, user_id, False)
+    return revoke_user_families(conn, user_id, "user disabled", now)
+
+
 @users.command("disable")
 @click.argument("username")
 @json_option
@@ -110,11 +132,8 @@ def users_disable(username: str, as_json: bool) -> None:
     """Disable a user and revoke every session they have."""
 
     async def body(settings: Settings, db: Database) -> dict[str, Any]:
-        user = await db.read(find_user, username)
-        if user is None:
-            raise CommandError(f"no user {username!r}")
-        await db.write(set_active, user.id, False)
-        revoked = await db.write(revoke_user_families, user.id, "user disabled", time.time())
+        user = await existing_user(db, username)
+        revoked = await db.write(disable_user, user.id, time.time())
         return {"username": user.username, "disabled": True, "sessions_revoked": revoked}
 
     run_command(
@@ -263,9 +282,7 @@ def tokens_revoke(username: str, as_json: bool) -> None:
     """Revoke every refresh token family (session) of a user."""
 
     async def body(settings: Settings, db: Database) -> dict[str, Any]:
-        user = await db.read(find_user, username)
-        if user is None:
-            raise CommandError(f"no user {username!r}")
+        user = await existing_user(db, username)
         revoked = await db.write(revoke_user_families, user.id, "revoked by operator", time.time())
         return {"username": user.username, "sessions_revoked": revoked}
 

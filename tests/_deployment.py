@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Row, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import Server, admin_sql, cli_env, need_postgres, run_cli, start_server
+from tests.conftest import Server, cli_env, postgres_database, run_cli, start_server
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -37,13 +36,8 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{workdir / 'authority.db'}"
         return
-    base = need_postgres()
-    name = f"t_{secrets.token_hex(6)}"
-    admin_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield url
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import secrets
 import signal
@@ -60,9 +61,9 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def fresh_postgres_url() -> Iterator[str]:
-    """A new empty PostgreSQL database for one test, dropped afterwards."""
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a new empty PostgreSQL database, dropped on exit."""
     base = need_postgres()
     name = f"t_{secrets.token_hex(6)}"
     admin_sql(f'CREATE DATABASE "{name}"')
@@ -70,6 +71,13 @@ def fresh_postgres_url() -> Iterator[str]:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A new empty PostgreSQL database for one test, dropped afterwards."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
