@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.expression import Executable
 
 from authority.models import RefreshFamily, RefreshToken, RevokedAccessToken, User
 
@@ -120,24 +122,46 @@ _LOOKUP = (
     .join(_FAMILIES, _F.id == _T.family_id)
     .join(_USERS, _U.id == _F.user_id)
 )
-_LOOKUP_BY_HASH = _LOOKUP.where(_T.token_hash == bindparam("token_hash"))
-_CONSUME = (
+_QMARK = sqlite.dialect(paramstyle="qmark")
+
+
+@dataclass(frozen=True)
+class _Hot:
+    """A statement of every rotation, compiled once, also to plain SQLite SQL: on
+    SQLite it runs on the driver's own cursor, skipping SQLAlchemy's per-statement
+    work, which costs more than SQLite itself. One definition serves both."""
+
+    statement: Executable
+    sql: str
+    order: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: Executable) -> _Hot:
+        compiled = statement.compile(dialect=_QMARK)  # type: ignore[attr-defined]
+        return cls(statement, str(compiled), tuple(compiled.positiontup or ()))
+
+    def execute(self, conn: Connection, **params: Any) -> Any:
+        """A cursor (SQLite) or a result (elsewhere): both have fetchone and rowcount."""
+        if conn.dialect.name == "sqlite":
+            # The same transaction: Database.write began it on this very connection.
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            return cursor.execute(self.sql, [params[name] for name in self.order])
+        return conn.execute(self.statement, params)
+
+
+_LOOKUP_HASH = _Hot.of(_LOOKUP.where(_T.token_hash == bindparam("token_hash")))
+_CONSUME = _Hot.of(
     update(_TOKENS)
     .where(_T.id == bindparam("token_id"), _T.consumed_at.is_(None))
     .values(consumed_at=bindparam("now"))
 )
-_INSERT_TOKEN = insert(_TOKENS)
-_INSERT_COLUMNS = ("token_hash", "family_id", "parent_id", "created_at", "expires_at")
-_RAW_LOOKUP = (
-    "SELECT t.id, t.consumed_at, t.expires_at, f.id, f.user_id, f.client_id, f.scope, "
-    "f.audience, f.expires_at, f.revoked_at, u.username, u.is_active "
-    "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id "
-    "JOIN users u ON u.id = f.user_id WHERE t.token_hash = ?"
-)
-_RAW_CONSUME = "UPDATE refresh_tokens SET consumed_at = ? WHERE id = ? AND consumed_at IS NULL"
-_RAW_INSERT = (
-    "INSERT INTO refresh_tokens (token_hash, family_id, parent_id, created_at, expires_at) "
-    "VALUES (?, ?, ?, ?, ?)"
+_INSERT_CHILD = _Hot.of(
+    insert(_TOKENS).values(
+        {
+            name: bindparam(name)
+            for name in ("token_hash", "family_id", "parent_id", "created_at", "expires_at")
+        }
+    )
 )
 
 
@@ -235,39 +259,25 @@ def _child(
     refresh_ttl: int,
 ) -> float:
     expires_at = min(now + refresh_ttl, family.expires_at)  # the family never grows older
-    values = (token_hash, family.id, parent_id, now, expires_at)
-    cursor = _raw(conn)
-    if cursor is not None:
-        cursor.execute(_RAW_INSERT, values)
-    else:
-        conn.execute(_INSERT_TOKEN, dict(zip(_INSERT_COLUMNS, values, strict=True)))
+    _INSERT_CHILD.execute(
+        conn,
+        token_hash=token_hash,
+        family_id=family.id,
+        parent_id=parent_id,
+        created_at=now,
+        expires_at=expires_at,
+    )
     return expires_at
 
 
-def _raw(conn: Connection) -> Any:
-    """On SQLite, the driver's own cursor: the statements of a rotation then skip
-    SQLAlchemy's per-statement work, which costs more than SQLite itself. The
-    transaction is the same one (``Database.write`` began it on this connection)."""
-    if conn.dialect.name != "sqlite":
-        return None
-    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-
-
 def _lookup(conn: Connection, presented: bytes) -> _Row | None:
-    cursor = _raw(conn)
-    if cursor is not None:
-        found = cursor.execute(_RAW_LOOKUP, (presented,)).fetchone()
-    else:
-        found = conn.execute(_LOOKUP_BY_HASH, {"token_hash": presented}).first()
+    found = _LOOKUP_HASH.execute(conn, token_hash=presented).fetchone()
     return _Row(*found) if found is not None else None
 
 
 def _consume(conn: Connection, token_id: int, now: float) -> bool:
     """The compare-and-set: True for the one transaction that consumed the token."""
-    cursor = _raw(conn)
-    if cursor is not None:
-        return bool(cursor.execute(_RAW_CONSUME, (now, token_id)).rowcount == 1)
-    return bool(conn.execute(_CONSUME, {"token_id": token_id, "now": now}).rowcount == 1)
+    return bool(_CONSUME.execute(conn, token_id=token_id, now=now).rowcount == 1)
 
 
 def _newest_parent(conn: Connection, family_id: str) -> int | None:
