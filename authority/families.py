@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from authority.models import RefreshFamily, RefreshToken, RevokedAccessToken, User
 
@@ -323,20 +323,19 @@ def token_state(conn: Connection, token_hash: bytes, now: float) -> TokenState |
 
 
 def revoke_family(conn: Connection, family_id: str, reason: str, now: float) -> bool:
-    return bool(
-        conn.execute(
-            update(RefreshFamily)
-            .where(RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason=reason)
-        ).rowcount
-    )
+    return _revoke(conn, RefreshFamily.id == family_id, reason, now) > 0
 
 
 def revoke_user_families(conn: Connection, user_id: int, reason: str, now: float) -> int:
+    return _revoke(conn, RefreshFamily.user_id == user_id, reason, now)
+
+
+def _revoke(conn: Connection, which: ColumnElement[bool], reason: str, now: float) -> int:
+    """Revoke the matching families not yet revoked; the first reason is kept."""
     return int(
         conn.execute(
             update(RefreshFamily)
-            .where(RefreshFamily.user_id == user_id, RefreshFamily.revoked_at.is_(None))
+            .where(which, RefreshFamily.revoked_at.is_(None))
             .values(revoked_at=now, revoke_reason=reason)
         ).rowcount
     )

@@ -16,14 +16,13 @@ from typing import Any
 
 from bench.harness import (
     BenchError,
-    baseline,
     compare,
     free_port,
     verdict,
     workdir,
     wrk_post_script,
 )
-from bench.oauth_setup import basic_auth, deployment
+from bench.oauth_setup import basic_auth, deployment, rs256_baseline
 
 TITLE = "Token endpoint: client_credentials (HTTP Basic) vs a bare RS256 signing endpoint"
 PATH = "/oauth/token"
@@ -82,14 +81,7 @@ def run(quick: bool) -> dict[str, Any]:
             status, ours_answer = post(ours.url(PATH), BODY, headers)
             if status != 200:
                 raise BenchError(f"client_credentials answered {status}: {ours_answer}")
-            with baseline(
-                tmp,
-                free_port(),
-                "bench.baseline_apps:rs256_token",
-                ready_path="/health",
-                BENCH_ISSUER=f"http://127.0.0.1:{port}",
-                BENCH_CLIENT_ID=client_id,
-            ) as base:
+            with rs256_baseline(tmp, port, client_id) as base:
                 status, base_answer = post(base.url(PATH), BODY, headers)
                 if status != 200:
                     raise BenchError(f"baseline answered {status}")

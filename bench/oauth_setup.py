@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Server, authority_cli, authority_env, server
+from bench.harness import Server, authority_cli, authority_env, baseline, free_port, server
 
 USERNAME = "bench"
 EMAIL = "b@x"
@@ -93,6 +93,20 @@ def deployment(workdir: Path, **env: str) -> Deployment:
     environment = authority_env(AUTHORITY_SECRET_KEY=secrets.token_urlsafe(48), **env)
     authority_cli(workdir, environment, "setup")
     return Deployment(workdir, environment)
+
+
+def rs256_baseline(
+    tmp: Path, issuer_port: int, client_id: str
+) -> contextlib.AbstractContextManager[Server]:
+    """The bare RS256-signing endpoint, signing tokens shaped like ours."""
+    return baseline(
+        tmp,
+        free_port(),
+        "bench.baseline_apps:rs256_token",
+        ready_path="/health",
+        BENCH_ISSUER=f"http://127.0.0.1:{issuer_port}",
+        BENCH_CLIENT_ID=client_id,
+    )
 
 
 def database_url(path: Path) -> str:

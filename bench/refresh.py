@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.harness import baseline, free_port, verdict, workdir
+from bench.harness import free_port, verdict, workdir
 from bench.loadgen import RefreshChains, compare_chains
-from bench.oauth_setup import deployment
+from bench.oauth_setup import deployment, rs256_baseline
 
 TITLE = "Token endpoint: refresh_token with rotation (SQLite) vs a bare RS256 signing endpoint"
 TARGET = 0.5
@@ -29,14 +29,7 @@ def run(quick: bool) -> dict[str, Any]:
         port = free_port()
         with (
             dep.serve(port) as ours,
-            baseline(
-                tmp,
-                free_port(),
-                "bench.baseline_apps:rs256_token",
-                ready_path="/health",
-                BENCH_ISSUER=f"http://127.0.0.1:{port}",
-                BENCH_CLIENT_ID=client_id,
-            ) as base,
+            rs256_baseline(tmp, port, client_id) as base,
         ):
             chains = {
                 "ours": RefreshChains(ours, client_id, username, password, CHAINS),
