@@ -182,7 +182,11 @@ class FileKeyStore:
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.write(fd, data)
+                # os.write may write less than asked (a nearly full disk) without error:
+                # write the rest, so that a full disk fails here, before the rename.
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
