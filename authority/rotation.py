@@ -182,6 +182,8 @@ class KeyManager:
         self.clock = clock
         self.ring: KeyRing | None = None
         self.problem: str | None = None
+        # Why the last maintenance could not write to the store: reported until one can.
+        self._step_problem: str | None = None
         self._fingerprint: str | None = None
         self._private: dict[str, rsa.RSAPrivateKey] = {}
 
@@ -207,7 +209,7 @@ class KeyManager:
         try:
             fingerprint = await self.store.fingerprint()
             if fingerprint == self._fingerprint and self.ring is not None:
-                self.problem = None
+                self.problem = self._step_problem
                 return False
             records = await self.store.load()
             private = {r.kid: self._private[r.kid] for r in records if r.kid in self._private}
@@ -227,12 +229,15 @@ class KeyManager:
                 log.error("key store: %s (still signing with the keys loaded before)", exc)
             self.problem = str(exc)
             return False
-        self.ring, self._private, self._fingerprint, self.problem = ring, private, fingerprint, None
+        self.ring, self._private, self._fingerprint = ring, private, fingerprint
+        self.problem = self._step_problem
         return True
 
     async def maintain(self) -> None:
-        """Run the automatic rotation and pruning steps that are due."""
+        """Run the automatic rotation and pruning steps that are due. A store that
+        cannot be written (read-only, full) is reported even when no step is due."""
         try:
+            await self.store.check_writable()
             created = await auto_rotate(self.store, self.settings, self.clock)
             if created:
                 log.info(
@@ -240,8 +245,10 @@ class KeyManager:
                 )
             for kid in await prune(self.store, self.settings, self.clock):
                 log.info("pruned retired key %s", kid)
+            self._step_problem = None
         except KeyStoreError as exc:
             log.error("key maintenance failed: %s", exc)
+            self._step_problem = f"key maintenance failed: {exc}"
         await self.reload()
 
     def report(self) -> None:
