@@ -247,6 +247,10 @@ class Server:
         """User + system CPU time of the server and its children (uvicorn workers)."""
         return sum(_cpu_seconds(pid) for pid in _process_tree(self.process.pid))
 
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its children (``VmRSS``, /proc/PID/status)."""
+        return sum(_rss_bytes(pid) for pid in _process_tree(self.process.pid))
+
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):
             return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -270,6 +274,15 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(found[1]) * 1024 if found else 0
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:

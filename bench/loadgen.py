@@ -34,7 +34,7 @@ from bench.harness import HOST, BenchError, CpuMeter, Server
 TIMEOUT = 10.0  # seconds for one request before the run fails
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, one request at a time."""
 
     def __init__(self) -> None:
@@ -83,13 +83,20 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-def post_form(port: int, path: str, form: dict[str, str]) -> bytes:
+def post_form(
+    port: int, path: str, form: dict[str, str], headers: dict[str, str] | None = None
+) -> bytes:
     body = urlencode(form).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     return (
         f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+def get_request(port: int, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
 
 
 def percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -143,16 +150,16 @@ class RefreshChains:
             {"grant_type": "refresh_token", "refresh_token": token, "client_id": self.client_id},
         )
 
-    async def _open(self) -> list[_Connection]:
+    async def _open(self) -> list[Connection]:
         loop = asyncio.get_running_loop()
         connections = []
         for _ in range(self.chains):
-            _, conn = await loop.create_connection(_Connection, HOST, self.srv.port)
+            _, conn = await loop.create_connection(Connection, HOST, self.srv.port)
             connections.append(conn)
         return connections
 
-    async def _login_all(self, connections: list[_Connection]) -> None:
-        async def one(conn: _Connection) -> str:
+    async def _login_all(self, connections: list[Connection]) -> None:
+        async def one(conn: Connection) -> str:
             status, body = await conn.request(self._login())
             if status != 200:
                 raise BenchError(f"password grant answered {status}: {body[:200]!r}")
@@ -163,13 +170,13 @@ class RefreshChains:
     def run(self, duration: float, rate: float | None = None) -> dict[str, Any]:
         """Refresh for ``duration`` seconds on every chain, closed loop or at ``rate``
         requests/s in all; returns requests/s, latency percentiles, errors and CPU."""
-        return _run_uvloop(self._run(duration, rate, None))
+        return run_uvloop(self._run(duration, rate, None))
 
     def run_while(
         self, busy: Callable[[], bool], limit: float, rate: float | None = None
     ) -> dict[str, Any]:
         """Like ``run``, for as long as ``busy()`` says so (at most ``limit`` seconds)."""
-        return _run_uvloop(self._run(limit, rate, busy))
+        return run_uvloop(self._run(limit, rate, busy))
 
     async def _run(
         self, duration: float, rate: float | None, busy: Callable[[], bool] | None
@@ -206,7 +213,7 @@ class RefreshChains:
                     if status == 200:
                         self.tokens[i] = json.loads(body)["refresh_token"]
                         continue
-                    key = f"{status} {_error_code(body)}"
+                    key = f"{status} {error_code(body)}"
                     errors[key] = errors.get(key, 0) + 1
                     if status == 400:  # the chain is broken (reuse, expiry): log in again
                         self.relogins += 1
@@ -231,13 +238,13 @@ class RefreshChains:
         }
 
 
-def _error_code(body: bytes) -> str:
+def error_code(body: bytes) -> str:
     with contextlib.suppress(ValueError, AttributeError):
         return str(json.loads(body).get("error"))
     return "?"
 
 
-def _run_uvloop(coro: Any) -> Any:
+def run_uvloop(coro: Any) -> Any:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
 
