@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -17,6 +18,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority import __version__
+from authority.browser import auth_routes
 from authority.clients import ClientCache
 from authority.db import Database, DatabaseUnavailable, describe_db_error, is_outage
 from authority.discovery import SKIP_METRICS, discovery_handlers
@@ -24,6 +26,7 @@ from authority.keys import Clock, KeyStoreError, system_clock
 from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
 from authority.migrate import current_revision, head_revision
 from authority.oauth import oauth_handlers
+from authority.passwords import HashingBusy
 from authority.pruning import run_pruning
 from authority.rotation import KeyManager
 from authority.service import Authority
@@ -52,6 +55,20 @@ async def check_database(db: Database) -> None:
             f"database is at migration {revision or 'none'}, this version needs "
             f"{head_revision()} (run `authority db upgrade`)"
         )
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Cross-origin requests only from ``CORS_ORIGINS``, which may send credentials."""
+    if not settings.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
+        expose_headers=["Retry-After", "WWW-Authenticate"],
+        max_age=600,
+    )
 
 
 def create_app(
@@ -87,7 +104,9 @@ def create_app(
             tasks = [
                 asyncio.create_task(keys.run(), name="authority-keys"),
                 asyncio.create_task(
-                    run_pruning(db, clock, settings.maintenance_interval),
+                    run_pruning(
+                        db, clock, settings.maintenance_interval, settings.login_failure_window
+                    ),
                     name="authority-pruning",
                 ),
             ]
@@ -128,6 +147,7 @@ def create_app(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth),
+            auth_routes(auth),
             live,
             ready,
             PrometheusController,
@@ -145,9 +165,11 @@ def create_app(
             DatabaseUnavailable: _unavailable,
             DBAPIError: _database_error,
             KeyStoreError: _unavailable,
+            HashingBusy: _unavailable,
             HTTPException: _http_error,
             Exception: _internal_error,
         },
+        cors_config=cors_config(settings),
         openapi_config=OpenAPIConfig(
             title="Token authority",
             version=__version__,

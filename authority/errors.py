@@ -24,6 +24,7 @@ __all__ = [
     "InvalidScopeError",
     "InvalidTargetError",
     "OAuth2Error",
+    "SlowDownError",
     "TemporarilyUnavailableError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
@@ -45,6 +46,17 @@ class UnsupportedGrantTypeError(OAuth2Error):  # type: ignore[misc]
     error = "unsupported_grant_type"
 
 
+class SlowDownError(OAuth2Error):  # type: ignore[misc]
+    """Too many failed logins (RFC 6585 status 429, with ``Retry-After``)."""
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, retry_after: int):
+        super().__init__(description="too many failed logins; retry later")
+        self.retry_after = retry_after
+
+
 class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]
     """The storage is down or busy; the client should retry."""
 
@@ -57,4 +69,6 @@ def error_response(exc: OAuth2Error) -> Response[dict[str, str]]:
     headers.update({k: v for k, v in exc.get_headers() if k.lower() == "www-authenticate"})
     if exc.status_code == 503:
         headers["Retry-After"] = "5"
+    if isinstance(exc, SlowDownError):
+        headers["Retry-After"] = str(exc.retry_after)
     return Response(dict(exc.get_body()), status_code=exc.status_code, headers=headers)

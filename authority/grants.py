@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from sqlalchemy import Connection
+
 from authority import metrics
 from authority.clients import SCOPE_TOKEN, ClientRecord
 from authority.errors import (
@@ -16,16 +18,28 @@ from authority.errors import (
     InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
+    SlowDownError,
     UnauthorizedClientError,
 )
 from authority.families import Family, rotate, start_family
 from authority.passwords import MAX_LENGTH, ahash_password, averify_password
 from authority.service import Authority
+from authority.throttle import Limits, give_back, take_attempt
 from authority.tokens import new_refresh_token, parse_refresh_token
-from authority.users import UserRecord, find_user, set_password_hash
+from authority.users import UserRecord, find_user, fold, set_password_hash
 
 Params = Mapping[str, str]
-Grant = Callable[[Authority, ClientRecord, Params], Awaitable[dict[str, Any]]]
+# A grant takes the client, the request's parameters and the client's network address.
+Grant = Callable[[Authority, ClientRecord, Params, str], Awaitable[dict[str, Any]]]
+
+
+class LoginThrottled(Exception):
+    """Too many failed logins for this account or address; retry after ``retry_after`` s."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed logins; retry in {retry_after} s")
+        self.retry_after = retry_after
+
 
 REFRESH_ERRORS = {
     "unknown": "refresh token is invalid",
@@ -79,7 +93,7 @@ def token_response(access: str, expires_in: int, scope: str, refresh: str | None
 
 
 async def client_credentials(
-    auth: Authority, client: ClientRecord, params: Params
+    auth: Authority, client: ClientRecord, params: Params, address: str
 ) -> dict[str, Any]:
     """RFC 6749 section 4.4: a confidential client acting for itself."""
     if client.is_public:
@@ -98,27 +112,46 @@ async def client_credentials(
     return token_response(token.token, auth.signer.ttl, scope, None)
 
 
-async def refresh_token(auth: Authority, client: ClientRecord, params: Params) -> dict[str, Any]:
+async def refresh_token(
+    auth: Authority, client: ClientRecord, params: Params, address: str
+) -> dict[str, Any]:
     """RFC 6749 section 6, with rotation and reuse detection (SPEC section 5)."""
     raw = params.get("refresh_token")
     if raw is None:
         raise InvalidRequestError(description="refresh_token is required")
+    scope = parse_scope(params)
+    family, replacement, _ = await rotate_refresh_token(
+        auth, client.client_id, raw, scope, params.get("audience")
+    )
+    granted = " ".join(scope) if scope is not None else family.scope
+    return issue_user_tokens(auth, client, family, granted, replacement)
+
+
+async def rotate_refresh_token(
+    auth: Authority,
+    client_id: str,
+    raw: str,
+    scope: list[str] | None = None,
+    audience: str | None = None,
+) -> tuple[Family, str, float]:
+    """Consume a refresh token of ``client_id``: its family, the replacement token and
+    when that expires; or an OAuth error (``invalid_grant`` for reuse, which revokes
+    the family)."""
     presented = parse_refresh_token(raw)
     if presented is None:
         raise InvalidGrantError(description=REFRESH_ERRORS["unknown"])
-    scope = parse_scope(params)
     replacement, replacement_hash = new_refresh_token()
     settings = auth.settings
     result = await auth.db.write(
         rotate,
         presented=presented,
         replacement=replacement_hash,
-        client_id=client.client_id,
+        client_id=client_id,
         now=auth.clock(),
         refresh_ttl=settings.refresh_ttl,
         grace=settings.refresh_reuse_grace,
         scope=scope,
-        audience=params.get("audience"),
+        audience=audience,
     )
     if result.outcome == "reuse":
         metrics.REFRESH_REUSE.inc()
@@ -128,10 +161,8 @@ async def refresh_token(auth: Authority, client: ClientRecord, params: Params) -
         raise InvalidTargetError(description="a refresh token keeps its audience")
     if not result.ok or result.family is None:
         raise InvalidGrantError(description=REFRESH_ERRORS[result.outcome])
-    family = result.family
-    granted = " ".join(scope) if scope is not None else family.scope
     metrics.TOKENS_ISSUED.labels("refresh_token").inc()
-    return issue_user_tokens(auth, client, family, granted, replacement)
+    return result.family, replacement, result.token_expires_at
 
 
 def issue_user_tokens(
@@ -150,19 +181,43 @@ def issue_user_tokens(
     return token_response(token.token, auth.signer.ttl, scope, refresh)
 
 
-async def authenticate_user(auth: Authority, login: str, password: str) -> UserRecord | None:
-    """The user with this name (or email) and password, or None; the same time either way.
-    A hash made with old parameters is replaced on success."""
+async def authenticate_user(
+    auth: Authority, login: str, password: str, address: str
+) -> UserRecord | None:
+    """The user with this name (or email) and password, or None; the same work and time
+    either way (an unknown user's password is checked against a dummy hash). Raises
+    ``LoginThrottled``, before any hashing, when the account or the address has had too
+    many failures. A hash made with old parameters is replaced on success."""
     if len(password) > MAX_LENGTH or len(login) > 320:
         return None
     user = await auth.db.read(find_user, login)
+    # Unknown logins are counted too, by name, so they are throttled alike.
+    account = f"user:{user.id}" if user is not None else f"login:{fold(login)}"
+    settings = auth.settings
+    limits = Limits(
+        settings.login_max_failures_account,
+        settings.login_max_failures_address,
+        settings.login_failure_window,
+    )
+    wait = await auth.db.write(take_attempt, account, address, limits, auth.clock())
+    if wait is not None:
+        metrics.LOGIN_THROTTLED.inc()
+        raise LoginThrottled(wait)
     matches, needs_rehash = await averify_password(user.password_hash if user else None, password)
     if not matches or user is None or not user.is_active:
         metrics.LOGIN_FAILURES.inc()
         return None
-    if needs_rehash:
-        await auth.db.write(set_password_hash, user.id, await ahash_password(password))
+    new_hash = await ahash_password(password) if needs_rehash else None
+    await auth.db.write(_login_succeeded, user.id, account, address, new_hash)
     return user
+
+
+def _login_succeeded(
+    conn: Connection, user_id: int, account: str, address: str, new_hash: str | None
+) -> None:
+    give_back(conn, account, address)
+    if new_hash is not None:
+        set_password_hash(conn, user_id, new_hash)
 
 
 async def start_session(
@@ -174,9 +229,18 @@ async def start_session(
     with_refresh: bool,
 ) -> dict[str, Any]:
     """Tokens for a fresh login: a new refresh family when the client may refresh."""
+    family, refresh, _ = await open_session(auth, client, user, scope, audience)
+    return issue_user_tokens(auth, client, family, scope, refresh if with_refresh else None)
+
+
+async def open_session(
+    auth: Authority, client: ClientRecord, user: UserRecord, scope: str, audience: str
+) -> tuple[Family, str, float]:
+    """A new login session (refresh family): it, its first refresh token, and when that
+    expires."""
     settings = auth.settings
     refresh, refresh_hash = new_refresh_token()
-    family, _ = await auth.db.write(
+    family, expires_at = await auth.db.write(
         start_family,
         user_id=user.id,
         username=user.username,
@@ -188,17 +252,22 @@ async def start_session(
         refresh_ttl=settings.refresh_ttl,
         family_ttl=settings.refresh_family_ttl,
     )
-    return issue_user_tokens(auth, client, family, scope, refresh if with_refresh else None)
+    return family, refresh, expires_at
 
 
-async def password(auth: Authority, client: ClientRecord, params: Params) -> dict[str, Any]:
+async def password(
+    auth: Authority, client: ClientRecord, params: Params, address: str
+) -> dict[str, Any]:
     """RFC 6749 section 4.3, legacy: only for clients created with it allowed."""
     username, secret = params.get("username"), params.get("password")
     if username is None or secret is None:
         raise InvalidRequestError(description="username and password are required")
     scope = requested_scope(params, client.scopes)
     audience = requested_audience(auth, params, client)
-    user = await authenticate_user(auth, username, secret)
+    try:
+        user = await authenticate_user(auth, username, secret, address)
+    except LoginThrottled as exc:
+        raise SlowDownError(exc.retry_after) from None
     if user is None:
         raise InvalidGrantError(description="invalid username or password")
     metrics.TOKENS_ISSUED.labels("password").inc()

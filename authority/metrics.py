@@ -9,6 +9,9 @@ REFRESH_REUSE = Counter(
     "authority_refresh_reuse_detected", "Consumed refresh tokens presented again (families revoked)"
 )
 LOGIN_FAILURES = Counter("authority_login_failures", "Failed logins")
+LOGIN_THROTTLED = Counter(
+    "authority_login_throttled", "Logins refused with 429 for too many failures"
+)
 KEY_AGE = Gauge(
     "authority_signing_key_age_seconds",
     "Seconds since the current signing key started signing",

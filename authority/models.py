@@ -125,3 +125,13 @@ class RevokedAccessToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class LoginThrottle(Base):
+    """Failed-login counter of one account or client address, in a fixed window."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[float] = mapped_column(Float, index=True)

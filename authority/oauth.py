@@ -45,6 +45,7 @@ from authority.families import (
 )
 from authority.grants import GRANTS
 from authority.keys import KeyStoreError
+from authority.passwords import HashingBusy
 from authority.service import Authority
 from authority.tokens import decode_own_access_token, parse_refresh_token
 
@@ -138,6 +139,11 @@ async def authenticate_client(
     return client
 
 
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The peer's address (behind a proxy, run uvicorn with ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
+
+
 def _auth_failed() -> InvalidClientError:
     return InvalidClientError(description="client authentication failed", status_code=401)
 
@@ -158,6 +164,10 @@ async def _guarded(auth: Authority, request: Request[Any, Any, Any], work: Any) 
         )
     except ClientException:
         return error_response(InvalidRequestError(description="malformed request"))
+    except HashingBusy:
+        return error_response(
+            TemporarilyUnavailableError(description="too many logins in progress; retry later")
+        )
     except (DatabaseUnavailable, KeyStoreError):
         return error_response(
             TemporarilyUnavailableError(
@@ -177,7 +187,7 @@ async def _token(auth: Authority, request: Request[Any, Any, Any]) -> dict[str, 
     client = await authenticate_client(auth, request, params)
     if grant_type not in client.grant_types:
         raise UnauthorizedClientError(description=f"client may not use {grant_type}")
-    return await grant(auth, client, params)
+    return await grant(auth, client, params, client_address(request))
 
 
 async def _revoke(auth: Authority, request: Request[Any, Any, Any]) -> dict[str, Any]:

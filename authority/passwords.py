@@ -1,13 +1,17 @@
 """Password hashing: argon2id at OWASP's parameters, re-hashed when they change.
 
-Hashing runs in a worker thread behind a semaphore, so a flood of logins queues
-instead of allocating 19 MiB per concurrent attempt without bound.
+Hashing runs on a small pool of worker threads (one 19 MiB argon2 buffer each), and at
+most ``MAX_WAITING`` hashes may queue for them: past that, a login flood is told to
+come back later (``HashingBusy``) instead of piling up requests without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -17,9 +21,18 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 MIN_LENGTH = 8
 MAX_LENGTH = 256
 MAX_CONCURRENT_HASHES = 4
+MAX_WAITING = 64
 
+T = TypeVar("T")
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
+_pool = ThreadPoolExecutor(MAX_CONCURRENT_HASHES, thread_name_prefix="argon2")
+_pending = 0
+_pending_lock = threading.Lock()
 _dummy_hash: str | None = None
+
+
+class HashingBusy(RuntimeError):
+    """Too many password hashes are already waiting; retry shortly."""
 
 
 def hash_password(password: str) -> str:
@@ -41,11 +54,24 @@ def verify_password(stored_hash: str | None, password: str) -> tuple[bool, bool]
 
 
 async def averify_password(stored_hash: str | None, password: str) -> tuple[bool, bool]:
-    return await asyncio.to_thread(verify_password, stored_hash, password)
+    return await _bounded(lambda: verify_password(stored_hash, password))
 
 
 async def ahash_password(password: str) -> str:
-    return await asyncio.to_thread(hash_password, password)
+    return await _bounded(lambda: hash_password(password))
+
+
+async def _bounded(work: Callable[[], T]) -> T:
+    global _pending
+    with _pending_lock:
+        if _pending >= MAX_CONCURRENT_HASHES + MAX_WAITING:
+            raise HashingBusy("too many logins in progress; retry shortly")
+        _pending += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, work)
+    finally:
+        with _pending_lock:
+            _pending -= 1
 
 
 def _dummy() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from authority import throttle
 from authority.db import Database, DatabaseUnavailable
 from authority.families import prune_batch
 from authority.keys import Clock
@@ -34,12 +35,13 @@ async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:
         await asyncio.sleep(max(PAUSE, loop.time() - started))
 
 
-async def run_pruning(db: Database, clock: Clock, interval: float) -> None:
-    """Background loop of a server process."""
+async def run_pruning(db: Database, clock: Clock, interval: float, throttle_window: int) -> None:
+    """Background loop of a server process: tokens, and failed-login counters."""
     while True:
         await asyncio.sleep(interval)
         try:
             deleted = await prune_tokens(db, clock)
+            deleted += await db.write(throttle.prune, clock(), throttle_window)
         except DatabaseUnavailable as exc:
             log.warning("token pruning skipped: %s", exc)
             continue

@@ -52,6 +52,11 @@ class Settings:
     leeway: int = 30
     cors_origins: tuple[str, ...] = ()
     cookie_secure: bool | None = None
+    # Failed logins allowed per account and per client address within the window;
+    # past either limit, /auth/login answers 429 until the window ends.
+    login_max_failures_account: int = 5
+    login_max_failures_address: int = 20
+    login_failure_window: int = 300
     # How often a running server looks for key store changes made elsewhere
     # (the CLI or another replica) and runs due lifecycle steps.
     keystore_poll_interval: float = 2.0
@@ -101,6 +106,9 @@ class Settings:
             "key_rotation_interval",
             "keystore_poll_interval",
             "maintenance_interval",
+            "login_max_failures_account",
+            "login_max_failures_address",
+            "login_failure_window",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -136,9 +136,10 @@ def parse_refresh_token(value: str) -> bytes | None:
 
 
 def decode_own_access_token(
-    ring: KeyRing, token: str, *, issuer: str, now: float, leeway: int
+    ring: KeyRing, token: str, *, issuer: str, now: float | None, leeway: int
 ) -> dict[str, Any] | None:
-    """The claims of an unexpired access token this authority signed, else None.
+    """The claims of an unexpired access token this authority signed, else None. With
+    ``now=None`` an expired one is accepted too (to tell which session it came from).
 
     Parsing is the verifier library's (``authority.verifier``), so introspection and
     resource servers judge a token alike; used by revocation and introspection, which
@@ -160,4 +161,4 @@ def decode_own_access_token(
         return None
     if type(exp) is not int and not (type(exp) is float and math.isfinite(exp)):
         return None
-    return claims if exp + leeway > now else None
+    return claims if now is None or exp + leeway > now else None
