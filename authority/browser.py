@@ -21,6 +21,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
 from sqlalchemy import Connection
 
 from authority import csrf
@@ -323,7 +324,9 @@ def auth_routes(auth: Authority) -> Router:
             **_error(429, "too many failed logins; see Retry-After"),
         },
     )
-    async def login(request: Request[Any, Any, Any], data: LoginRequest) -> Response[LoginOut]:
+    async def login(
+        request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
+    ) -> Response[LoginOut]:
         if data.delivery == "cookie" and bearer_token(request) is None:
             await require_csrf(request)
         if (data.username is None) == (data.email is None):
@@ -354,7 +357,7 @@ def auth_routes(auth: Authority) -> Router:
         responses={**_error(400, "a field is invalid; see errors"), **CSRF_RESPONSES},
     )
     async def register(
-        request: Request[Any, Any, Any], data: RegisterRequest
+        request: Request[Any, Any, Any], data: JSONBody[RegisterRequest]
     ) -> Response[LoginOut]:
         if data.delivery == "cookie" and bearer_token(request) is None:
             await require_csrf(request)
@@ -389,7 +392,7 @@ def auth_routes(auth: Authority) -> Router:
         },
     )
     async def refresh(
-        request: Request[Any, Any, Any], data: RefreshRequest | None = None
+        request: Request[Any, Any, Any], data: JSONBody[RefreshRequest | None] = None
     ) -> Response[RefreshOut]:
         raw = data.refresh if data is not None else None
         from_body = raw is not None
@@ -426,7 +429,7 @@ def auth_routes(auth: Authority) -> Router:
         responses=CSRF_RESPONSES,
     )
     async def logout(
-        request: Request[Any, Any, Any], data: RefreshRequest | None = None
+        request: Request[Any, Any, Any], data: JSONBody[RefreshRequest | None] = None
     ) -> Response[DoneOut]:
         bearer = bearer_token(request)
         cookie_mode = bearer is None and (data is None or data.refresh is None)
