@@ -431,12 +431,13 @@ def _windows(rec: Recorder, kind: str, rotations: list[dict[str, Any]]) -> dict[
 
 
 def _timeline(rec: Recorder, elapsed: float) -> dict[str, list[int]]:
-    """Requests per whole second of the run, by kind."""
-    seconds = int(elapsed) + 1
+    """Requests per whole second of the run, by kind (the last partial second left out)."""
+    seconds = max(1, int(elapsed))
     timeline = {}
     for kind in KINDS:
         counts = [0] * seconds
         for t in rec.times[kind]:
-            counts[min(seconds - 1, int(t))] += 1
+            if t < seconds:
+                counts[int(t)] += 1
         timeline[kind] = counts
     return timeline
