@@ -36,9 +36,10 @@ class Site:
     def settings(self) -> Settings:
         return self.world.settings
 
-    def browser(self, **headers: str) -> httpx.AsyncClient:
+    def browser(self, address: str = "203.0.113.7", **headers: str) -> httpx.AsyncClient:
+        """A new cookie jar, whose requests come from ``address``."""
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, client=("203.0.113.7", 5000)),
+            transport=httpx.ASGITransport(app=self.app, client=(address, 5000)),
             base_url=BASE_URL,
             headers=headers,
         )

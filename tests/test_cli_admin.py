@@ -32,7 +32,8 @@ def test_client_secret_is_shown_once_and_stored_only_as_a_keyed_hash(workdir: Pa
     listed = run_cli(workdir, "clients", "list", "--json", env=ENV)
     assert secret not in listed.stdout
     stored = sqlite3.connect(workdir / "var" / "authority.db").execute(
-        "SELECT secret_hash FROM clients").fetchone()[0]
+        "SELECT secret_hash FROM clients WHERE client_id = ?", (created["client_id"],)
+    ).fetchone()[0]
     assert len(stored) == 32
     assert secret.encode() not in stored
 

@@ -1,0 +1,212 @@
+"""Hostile and malformed input on /auth: a clear 4xx in JSON, never a 5xx, and nothing
+changed in the database."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from authority.settings import Settings
+from tests._auth_fixtures import Site, csrf, open_site, unchanged
+from tests._oauth_fixtures import PASSWORD
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    directory: Path = tmp_path_factory.mktemp("auth-bad-input")
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{directory / 'authority.db'}",
+        keys_dir=directory / "keys",
+        env="test",
+        secret_key="b" * 40,
+        login_max_failures_address=1000,
+    )
+    async with open_site(settings) as opened:
+        yield opened
+
+
+def tampered(token: str) -> str:
+    """The same token with its payload edited (a higher privilege), signature kept."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "1"
+    claims["username"] = "admin"
+    edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{edited}.{signature}"
+
+
+async def test_a_tampered_access_cookie_is_not_authenticated(site: Site) -> None:
+    client = await site.logged_in()
+    client.cookies.set("access_token", tampered(client.cookies["access_token"]))
+    me = await client.get("/auth/me")
+    assert me.status_code == 401
+    assert me.json() == {"detail": "not authenticated"}
+    assert (await client.get("/auth/check")).json() == {"authenticated": False}
+
+
+@pytest.mark.parametrize(
+    "token", ["", "garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "x" * 20_000]
+)
+async def test_malformed_bearer_tokens_are_not_authenticated(site: Site, token: str) -> None:
+    response = await site.browser().get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_one_megabyte_password_is_refused_before_any_work(site: Site) -> None:
+    name, _ = await site.new_user()
+    async with unchanged(site):
+        response = await site.browser().post(
+            "/auth/login",
+            json={"username": name, "password": "x" * 1_000_000, "delivery": "body"},
+        )
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_a_password_over_the_limit_but_under_the_body_cap_gets_the_same_401(
+    site: Site,
+) -> None:
+    name, _ = await site.new_user()
+    response = await site.browser().post(
+        "/auth/login", json={"username": name, "password": "x" * 5000, "delivery": "body"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "invalid username or password"}
+
+
+@pytest.mark.parametrize(
+    "password", ["with\x00nul inside", "emoji 🔐🦄 passphrase", "combining é vs é", "\x00" * 12]
+)
+async def test_passwords_with_nul_or_emoji_are_accepted_and_hashed_exactly(
+    site: Site, password: str
+) -> None:
+    name = f"uni{abs(hash(password)) % 10**9}"
+    registered = await site.browser().post(
+        "/auth/register",
+        json={
+            "username": name, "email": f"{name}@example.org", "password": password,
+            "delivery": "body",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    good = await site.browser().post(
+        "/auth/login", json={"username": name, "password": password, "delivery": "body"}
+    )
+    assert good.status_code == 200
+    for near in (password.split("\x00")[0] or "x", password[:-1], password + "\x00"):
+        if near == password:
+            continue
+        bad = await site.browser().post(
+            "/auth/login", json={"username": name, "password": near, "delivery": "body"}
+        )
+        assert bad.status_code == 401, near
+
+
+@pytest.mark.parametrize(
+    "body", ["[1, 2]", '"text"', "42", "null", "{", "", "{\"username\": 1, \"password\": \"x\"}"]
+)
+async def test_a_login_body_that_is_not_the_documented_object_is_a_400(
+    site: Site, body: str
+) -> None:
+    async with unchanged(site):
+        response = await site.browser().post(
+            "/auth/login", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/auth/refresh"])
+async def test_unknown_fields_are_refused(site: Site, path: str) -> None:
+    body = {
+        "username": "u", "email": "u@example.org", "password": PASSWORD, "delivery": "body",
+        "is_admin": True,
+    }
+    if path == "/auth/refresh":
+        body = {"refresh": "x" * 43, "is_admin": True}
+    async with unchanged(site):
+        response = await site.browser().post(path, json=body)
+    assert response.status_code == 400
+    assert "is_admin" in json.dumps(response.json())
+
+
+async def test_a_delivery_that_is_neither_cookie_nor_body_is_refused(site: Site) -> None:
+    response = await site.browser().post(
+        "/auth/login", json={"username": "x", "password": PASSWORD, "delivery": "both"}
+    )
+    assert response.status_code == 400
+
+
+async def test_login_needs_exactly_one_of_username_and_email(site: Site) -> None:
+    name, email = await site.new_user()
+    for body in (
+        {"password": PASSWORD, "delivery": "body"},
+        {"username": name, "email": email, "password": PASSWORD, "delivery": "body"},
+    ):
+        response = await site.browser().post("/auth/login", json=body)
+        assert response.status_code == 400
+        assert "username" in response.json()["errors"]
+
+
+async def test_the_bearer_header_wins_over_cookies_of_another_user(site: Site) -> None:
+    carol, _ = await site.new_user()
+    dave, _ = await site.new_user()
+    browser = await site.logged_in(carol)
+    dave_tokens = await site.body_login(dave)
+    me = await browser.get("/auth/me", headers={"Authorization": f"Bearer {dave_tokens['access']}"})
+    assert me.json()["username"] == dave
+    assert (await browser.get("/auth/me")).json()["username"] == carol
+    # A bad header does not fall back to the cookies either.
+    bad = await browser.get("/auth/me", headers={"Authorization": "Bearer nonsense"})
+    assert bad.status_code == 401
+
+
+async def test_a_refresh_cookie_is_never_answered_in_the_body(site: Site) -> None:
+    client = await site.logged_in()
+    response = await client.post("/auth/refresh", json={}, headers=csrf(client))
+    assert response.status_code == 200
+    assert set(response.json()) == {"expires_in", "refresh_expires_in"}
+    assert client.cookies["refresh_token"] not in response.text
+
+
+async def test_an_unknown_or_malformed_refresh_token_is_a_401_and_changes_nothing(
+    site: Site,
+) -> None:
+    for token in ("x" * 43, "short", "\x00" * 43, "é" * 43):
+        async with unchanged(site):
+            response = await site.browser().post("/auth/refresh", json={"refresh": token})
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_grant"
+
+
+async def test_a_refresh_token_of_another_client_is_refused_and_left_intact(site: Site) -> None:
+    world = await site.world.with_session()
+    async with unchanged(site):
+        response = await site.browser().post("/auth/refresh", json={"refresh": world.refresh_token})
+        logout = await site.browser().post("/auth/logout", json={"refresh": world.refresh_token})
+    assert response.status_code == 401
+    assert logout.status_code == 200
+    await world.assert_refresh_works(world.refresh_token)
+
+
+async def test_me_without_any_token_is_a_401(site: Site) -> None:
+    response = await site.browser().get("/auth/me")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "not authenticated"}
+
+
+async def test_logout_without_a_session_still_answers_200_and_clears_cookies(site: Site) -> None:
+    client = site.browser()
+    await client.get("/auth/csrf")
+    response = await client.post("/auth/logout", headers=csrf(client))
+    assert response.status_code == 200
+    cleared = [h for h in response.headers.get_list("set-cookie") if "Max-Age=0" in h]
+    assert {h.split("=")[0] for h in cleared} == {"access_token", "refresh_token"}
