@@ -73,7 +73,8 @@ async def test_weak_passwords_get_a_400_with_the_reason(
 
 
 @pytest.mark.parametrize(
-    "password", ["aaaaaaaaaaaaaaab", "no digits no capitals", "12345678901234567890x", "Ünïcödé passw"]
+    "password",
+    ["aaaaaaaaaaaaaaab", "no digits no capitals", "12345678901234567890x", "Ünïcödé passw"],
 )
 async def test_no_composition_rules(site: Site, password: str) -> None:
     name = f"comp{abs(hash(password)) % 10**8}"
