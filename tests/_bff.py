@@ -31,9 +31,9 @@ class Process:
 
 
 def spawn(argv: list[str], workdir: Path, name: str, env: dict[str, str],
-          wait: float = 30) -> Process:
+          port: int | None = None, wait: float = 30) -> Process:
     """Start ``argv`` with ``PORT`` set; return once its ``/health`` answers 200."""
-    port = free_port()
+    port = port or free_port()
     log = workdir / f"{name}-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(argv, cwd=workdir, env={**env, "PORT": str(port)},
@@ -54,9 +54,9 @@ def spawn(argv: list[str], workdir: Path, name: str, env: dict[str, str],
         time.sleep(0.1)
 
 
-def start_resource_server(workdir: Path, issuer: str) -> Process:
+def start_resource_server(workdir: Path, issuer: str, port: int | None = None) -> Process:
     return spawn([sys.executable, str(ROOT / "examples" / "resource_server.py")], workdir,
-                 "resource-server", cli_env(AUTHORITY_ISSUER=issuer))
+                 "resource-server", cli_env(AUTHORITY_ISSUER=issuer), port)
 
 
 def start_bff(workdir: Path, authority_url: str, api_url: str, redis_url: str) -> Process:

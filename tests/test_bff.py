@@ -28,7 +28,7 @@ from examples.bff.sessions import session_key
 from tests._bff import Process, start_bff, start_resource_server
 from tests._deployment import PASSWORD, USERNAME, Deployment, provision
 from tests._redis import RedisServer, need_redis
-from tests.conftest import Server
+from tests.conftest import Server, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,21 +60,31 @@ class Stack:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     binary = need_redis()
     workdir = tmp_path_factory.mktemp("bff")
-    with contextlib.ExitStack() as cleanup:
-        redis_server = RedisServer(binary, workdir).start()
+    with contextlib.ExitStack() as cleanup, ThreadPoolExecutor(3) as pool:
+        redis_server = RedisServer(binary, workdir)
+        started_redis = pool.submit(redis_server.start)
         cleanup.callback(redis_server.stop)
         deployment = provision(workdir, f"sqlite+aiosqlite:///{workdir / 'authority.db'}",
                                AUTHORITY_REFRESH_REUSE_GRACE="0")
         cleanup.callback(deployment.stop)
         [authority] = deployment.start()
-        api = start_resource_server(workdir, authority.url)
-        cleanup.callback(api.stop)
-        with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(start_bff, workdir, authority.url, api.url, redis_server.url)
-                       for _ in range(2)]
-            bffs = [future.result() for future in futures]
-        for bff in bffs:
-            cleanup.callback(bff.stop)
+        started_redis.result()
+        api_url = f"http://127.0.0.1:{free_port()}"
+        futures = [pool.submit(start_resource_server, workdir, authority.url,
+                               int(api_url.rsplit(":", 1)[1]))]
+        futures += [pool.submit(start_bff, workdir, authority.url, api_url, redis_server.url)
+                    for _ in range(2)]
+        started, failures = [], []
+        for future in futures:
+            try:
+                started.append(future.result())
+            except AssertionError as exc:
+                failures.append(exc)
+        for process in started:
+            cleanup.callback(process.stop)
+        if failures:
+            raise failures[0]
+        api, *bffs = started
         yield Stack(deployment, authority, redis_server, api, bffs)
 
 

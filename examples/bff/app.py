@@ -249,11 +249,13 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
         },
         on_shutdown=[close],
         openapi_config=None,
+        logging_config=None,  # main() configures logging; httpx's per-request lines stay out
     )
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
