@@ -214,6 +214,8 @@ def test_proxied_call_reaches_the_api_with_the_sessions_access_token(stack: Stac
 
         assert browser.get("/api/orders").status_code == 403  # the API's own answer
         assert browser.get("/api/nowhere").status_code == 404
+        assert browser.get("/api/me%3Fx=1").status_code == 404  # not /me?x=1
+        assert browser.get("/api/%2e%2e/health").status_code == 400
 
     anonymous = httpx.get(f"{stack.url}/api/me")
     assert (anonymous.status_code, anonymous.json()) == (401, {"detail": "not logged in"})

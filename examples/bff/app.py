@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import uvicorn
@@ -32,6 +33,7 @@ log = logging.getLogger("bff")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-Requested-With"
 REQUEST_HEADERS = ("accept", "accept-language", "content-type", "if-none-match")
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
 RESPONSE_HEADERS = ("cache-control", "etag", "last-modified", "retry-after", "vary")
 Clock = Callable[[], float]
 
@@ -196,7 +198,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
         headers = {name: request.headers[name] for name in REQUEST_HEADERS
                    if name in request.headers}
         headers["authorization"] = f"Bearer {session.access}"
-        url = settings.api_url + path
+        # The path arrives decoded: encode it again, so that "%3F" stays in the path.
+        url = settings.api_url + quote(path, safe=PATH_SAFE)
         query = request.scope.get("query_string", b"")
         if query:
             url += "?" + query.decode("latin-1")
