@@ -119,13 +119,34 @@ def stored(stack: Stack, session_id: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def force_expiry(stack: Stack, session_id: str) -> None:
-    """Make the stored access token expired, as time would."""
+def rewrite(stack: Stack, session_id: str, **fields: float) -> None:
+    """Change fields of the stored session record, keeping its TTL."""
     with stack.redis.client() as redis:
         key = session_key(session_id)
         record = json.loads(redis.get(key))
-        record["refresh_at"] = record["access_expires_at"] = time.time() - 1
+        record.update(fields)
         assert redis.set(key, json.dumps(record), keepttl=True, xx=True)
+
+
+def force_expiry(stack: Stack, session_id: str) -> None:
+    """Make the stored access token expired, as time would."""
+    past = time.time() - 1
+    rewrite(stack, session_id, refresh_at=past, access_expires_at=past)
+
+
+@contextlib.contextmanager
+def second_authority(stack: Stack, workdir: Path, **env: str) -> Iterator[tuple[Server, Process]]:
+    """Another authority process on the same database and keys, under the first one's
+    issuer (so the API accepts its tokens), with ``env``; and a BFF of its own."""
+    [authority] = stack.deployment.start(AUTHORITY_ISSUER=stack.authority.url, **env)
+    try:
+        bff = start_bff(workdir, authority.url, stack.api.url, stack.redis.url)
+        try:
+            yield authority, bff
+        finally:
+            bff.stop()
+    finally:
+        authority.stop()
 
 
 def family_of(stack: Stack, refresh: str) -> str:
@@ -404,26 +425,43 @@ def test_errors_are_json_without_stack_traces(stack: Stack) -> None:
 def test_real_access_token_expiry_is_refreshed_transparently(
     stack: Stack, tmp_path: Path,
 ) -> None:
-    """A second authority process on the same database and keys, with 2-second access
-    tokens, under the first one's issuer; and a BFF of its own."""
-    [short] = stack.deployment.start(AUTHORITY_ACCESS_TTL="2",
-                                     AUTHORITY_ISSUER=stack.authority.url)
-    bff = start_bff(tmp_path, short.url, stack.api.url, stack.redis.url)
-    try:
-        with httpx.Client(base_url=bff.url, timeout=20) as browser:
-            session_id = log_in(browser)
-            first = browser.get("/api/me").json()
-            before = stored(stack, session_id)
-            assert before is not None
-            time.sleep(2.2)
-            second = browser.get("/api/me")
-            assert second.status_code == 200, second.text
-            assert second.json()["jti"] != first["jti"]
-            record = stored(stack, session_id)
-            assert record is not None
-            assert record["refreshes"] == before["refreshes"] + 1
-            assert tokens_in_family(stack, first["sid"]) == 1 + record["refreshes"]
-            assert revocation(stack, first["sid"]) == (None, None)
-    finally:
-        bff.stop()
-        short.stop()
+    with (second_authority(stack, tmp_path, AUTHORITY_ACCESS_TTL="2") as (_, bff),
+          httpx.Client(base_url=bff.url, timeout=20) as browser):
+        session_id = log_in(browser)
+        first = browser.get("/api/me").json()
+        before = stored(stack, session_id)
+        assert before is not None
+        time.sleep(2.2)
+        second = browser.get("/api/me")
+        assert second.status_code == 200, second.text
+        assert second.json()["jti"] != first["jti"]
+        record = stored(stack, session_id)
+        assert record is not None
+        assert record["refreshes"] == before["refreshes"] + 1
+        assert tokens_in_family(stack, first["sid"]) == 1 + record["refreshes"]
+        assert revocation(stack, first["sid"]) == (None, None)
+
+
+def test_authority_outage_during_refresh_keeps_the_session_and_answers_503_once_expired(
+    stack: Stack, tmp_path: Path,
+) -> None:
+    with (second_authority(stack, tmp_path) as (authority, bff),
+          httpx.Client(base_url=bff.url, timeout=20) as browser):
+        session_id = log_in(browser)
+        first = browser.get("/api/me").json()
+        authority.stop()
+
+        rewrite(stack, session_id, refresh_at=time.time() - 1)  # due, not yet expired
+        still = browser.get("/api/me")
+        assert still.status_code == 200, still.text
+        assert still.json()["jti"] == first["jti"]
+
+        force_expiry(stack, session_id)
+        response = browser.get("/api/me")
+        assert response.status_code == 503
+        assert response.headers["retry-after"].isdigit()
+        assert response.json() == {"detail": "authority unavailable, retry later"}
+        assert set_cookie(response) is None
+        record = stored(stack, session_id)
+        assert record is not None
+        assert record["refreshes"] == 0
