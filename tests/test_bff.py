@@ -138,7 +138,7 @@ def force_expiry(stack: Stack, session_id: str) -> None:
 def second_authority(stack: Stack, workdir: Path, **env: str) -> Iterator[tuple[Server, Process]]:
     """Another authority process on the same database and keys, under the first one's
     issuer (so the API accepts its tokens), with ``env``; and a BFF of its own."""
-    [authority] = stack.deployment.start(AUTHORITY_ISSUER=stack.authority.url, **env)
+    [authority] = stack.deployment.start(1, **{"AUTHORITY_ISSUER": stack.authority.url, **env})
     try:
         bff = start_bff(workdir, authority.url, stack.api.url, stack.redis.url)
         try:
@@ -167,7 +167,7 @@ def revocation(stack: Stack, family: str) -> tuple[float | None, str | None]:
     rows = stack.deployment.query(
         "SELECT revoked_at, revoke_reason FROM refresh_families WHERE id = :family",
         family=family)
-    return rows[0][0], rows[0][1]
+    return rows[0].revoked_at, rows[0].revoke_reason
 
 
 def active_families(stack: Stack) -> int:
