@@ -22,6 +22,7 @@ from authority.browser import auth_routes
 from authority.clients import ClientCache
 from authority.db import Database, DatabaseUnavailable, describe_db_error, is_outage
 from authority.discovery import SKIP_METRICS, discovery_handlers
+from authority.frontend import frontend_handlers
 from authority.keys import Clock, KeyStoreError, system_clock
 from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
 from authority.migrate import current_revision, head_revision
@@ -148,6 +149,7 @@ def create_app(
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth),
             auth_routes(auth),
+            *frontend_handlers(),
             live,
             ready,
             PrometheusController,
