@@ -1,5 +1,6 @@
 """A PostgreSQL outage under a running ``authority serve`` (SPEC section 3: "A database
-outage answers 503 with ``Retry-After`` and ``{"error": "temporarily_unavailable"}``").
+outage answers 503 with ``Retry-After`` and ``{"error": "temporarily_unavailable"}``"),
+on ``/oauth/*`` and on ``/auth/login`` and ``/auth/refresh`` (tokens in the body).
 
 The server runs on a PostgreSQL cluster of the test's own (``tests/_own_postgres.py``),
 stopped like a crash (``pg_ctl stop --mode=immediate``) and started again. While it is
@@ -69,14 +70,22 @@ def secret(client: Client) -> tuple[str, str]:
     return client.client_id, client.client_secret
 
 
-def requests_of(http: httpx.Client, refresh: str,
-                access: str) -> dict[str, Callable[[], httpx.Response]]:
-    """Every kind of request a client may send while the database is down."""
+def requests_of(http: httpx.Client, browser: httpx.Client, refresh: str, access: str,
+                first_party_refresh: str) -> dict[str, Callable[[], httpx.Response]]:
+    """Every kind of request a client may send while the database is down: the OAuth
+    endpoints (``http`` authenticates the client) and the first-party ``/auth`` API
+    with tokens in the body (``browser``)."""
 
     def post(path: str, **form: str) -> Callable[[], httpx.Response]:
         return lambda: http.post(path, data=form)
 
+    def post_json(path: str, **body: str) -> Callable[[], httpx.Response]:
+        return lambda: browser.post(path, json=body)
+
     return {
+        "auth login": post_json("/auth/login", username=USERNAME, password=PASSWORD,
+                                delivery="body"),
+        "auth refresh": post_json("/auth/refresh", refresh=first_party_refresh),
         "refresh": post("/oauth/token", grant_type="refresh_token", refresh_token=refresh),
         "password": post("/oauth/token", grant_type="password", username=USERNAME,
                          password=PASSWORD),
@@ -102,10 +111,17 @@ def test_while_postgresql_is_down_every_endpoint_answers_503_in_time_and_the_ser
     session = login(server, app)
     refresh, access = session["refresh_token"], session["access_token"]
     http = httpx.Client(base_url=server.url, timeout=30, auth=secret(app))
+    browser = httpx.Client(base_url=server.url, timeout=30)
     try:
-        outage_and_recovery(postgres, server, app, requests_of(http, refresh, access))
+        first_party = browser.post("/auth/login", json={
+            "username": USERNAME, "password": PASSWORD, "delivery": "body"})
+        assert first_party.status_code == 200, first_party.text
+        requests = requests_of(http, browser, refresh, access,
+                               first_party.json()["tokens"]["refresh"])
+        outage_and_recovery(postgres, server, app, requests)
     finally:
         http.close()
+        browser.close()
 
 
 def outage_and_recovery(postgres: OwnPostgres, server: Server, app: Client,
@@ -151,6 +167,7 @@ def outage_and_recovery(postgres: OwnPostgres, server: Server, app: Client,
     assert back.body["active"] is True
     rotated = timed("refresh", requests["refresh"])
     assert rotated.status == 200, rotated
+    assert timed("auth refresh", requests["auth refresh"]).status == 200
     assert httpx.get(f"{server.url}/health/ready", timeout=5).status_code == 200
     # And everything works again: reuse detection and revocation commit.
     reused = timed("refresh", requests["refresh"])
