@@ -184,6 +184,7 @@ def test_login_keeps_the_tokens_in_redis_and_gives_the_browser_only_an_httponly_
         assert response.status_code == 200, response.text
         assert response.json()["user"]["username"] == USERNAME
         assert set(response.json()) == {"user"}
+        assert response.headers["cache-control"] == "no-store"
 
         cookie = set_cookie(response)
         assert cookie["httponly"] is True

@@ -33,6 +33,7 @@ log = logging.getLogger("bff")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-Requested-With"
 REQUEST_HEADERS = ("accept", "accept-language", "content-type", "if-none-match")
+NO_STORE = {"Cache-Control": "no-store"}
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 RESPONSE_HEADERS = ("cache-control", "etag", "last-modified", "retry-after", "vary")
 Clock = Callable[[], float]
@@ -172,14 +173,14 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
         if valid_session_id(old):
             await bff.end(old)  # a login always starts a new session id
         new_id, session, ttl = await bff.login(credentials)
-        return Response({"user": session.user}, cookies=[cookie(new_id, ttl)])
+        return Response({"user": session.user}, headers=NO_STORE, cookies=[cookie(new_id, ttl)])
 
     @post("/logout", status_code=200)
     async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
         value = request.cookies.get(settings.cookie_name)
         if valid_session_id(value):
             await bff.end(value)
-        return Response({"detail": "logged out"}, cookies=[cookie()])
+        return Response({"detail": "logged out"}, headers=NO_STORE, cookies=[cookie()])
 
     @get("/session")
     async def session_info(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -187,8 +188,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
         session = await bff.store.get(value) if valid_session_id(value) else None
         if session is None:
             cleared = [cookie()] if value is not None else []
-            return Response({"authenticated": False}, cookies=cleared)
-        return Response({"authenticated": True, "user": session.user})
+            return Response({"authenticated": False}, headers=NO_STORE, cookies=cleared)
+        return Response({"authenticated": True, "user": session.user}, headers=NO_STORE)
 
     @route("/api/{path:path}", http_method=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def api(request: Request[Any, Any, Any], path: str) -> Response[bytes]:
