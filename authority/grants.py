@@ -24,7 +24,7 @@ from authority.errors import (
 from authority.families import Family, rotate, start_family
 from authority.passwords import MAX_LENGTH, ahash_password, averify_password
 from authority.service import Authority
-from authority.throttle import Limits, give_back, take_attempt
+from authority.throttle import Limits, record_failure, succeeded, take_attempt
 from authority.tokens import new_refresh_token, parse_refresh_token
 from authority.users import UserRecord, find_user, fold, set_password_hash
 
@@ -206,16 +206,15 @@ async def authenticate_user(
     matches, needs_rehash = await averify_password(user.password_hash if user else None, password)
     if not matches or user is None or not user.is_active:
         metrics.LOGIN_FAILURES.inc()
+        await auth.db.write(record_failure, address, limits, auth.clock())
         return None
     new_hash = await ahash_password(password) if needs_rehash else None
-    await auth.db.write(_login_succeeded, user.id, account, address, new_hash)
+    await auth.db.write(_login_succeeded, user.id, account, new_hash)
     return user
 
 
-def _login_succeeded(
-    conn: Connection, user_id: int, account: str, address: str, new_hash: str | None
-) -> None:
-    give_back(conn, account, address)
+def _login_succeeded(conn: Connection, user_id: int, account: str, new_hash: str | None) -> None:
+    succeeded(conn, account)
     if new_hash is not None:
         set_password_hash(conn, user_id, new_hash)
 

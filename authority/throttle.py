@@ -1,12 +1,18 @@
 """Failed-login throttling per account and per client address, shared by replicas.
 
 Counters live in the database every replica already shares, so the limits hold across
-processes and machines without another store. Each attempt takes its slot atomically
-before any password is hashed (an upsert that returns the new count): a burst of
-concurrent guesses cannot all slip in under the limit, and a throttled attempt costs
-no hashing at all. A success gives the slots back. Windows are fixed: they start at
-the first failure and end ``window`` seconds later, whatever happens meanwhile, so a
-lock never lasts longer than one window.
+processes and machines without another store. A throttled attempt costs no hashing.
+
+- An account's counter is taken atomically *before* the password is hashed (an upsert
+  that returns the new count), so a burst of concurrent guesses at one account cannot
+  all slip in under its limit. A success clears it.
+- An address's counter counts only failures, after the fact: many people behind one
+  NAT, or one back-end-for-frontend, may log in at the same moment without tripping it
+  (a burst of guesses from one address can overshoot its limit by at most the number
+  of logins in flight, which the password hashing queue bounds).
+
+Windows are fixed: they start at the first count and end ``window`` seconds later,
+whatever happens meanwhile, so a lock never lasts longer than one window.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, case, delete, update
+from sqlalchemy import Connection, case, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -41,25 +47,30 @@ def address_key(address: str) -> str:
 def take_attempt(
     conn: Connection, account: str, address: str, limits: Limits, now: float
 ) -> int | None:
-    """Count an attempt against both keys; the seconds to wait when either is over its
-    limit (the attempt must then be refused), else None."""
+    """Count an attempt against the account; the seconds to wait when the account or
+    the address is over its limit (the attempt must then be refused), else None."""
     wait = 0.0
-    keys = ((account_key(account), limits.account), (address_key(address), limits.address))
-    for key, limit in keys:
-        failures, window_start = _increment(conn, key, limits.window, now)
-        if failures > limit:
-            wait = max(wait, window_start + limits.window - now)
+    failures, window_start = _increment(conn, account_key(account), limits.window, now)
+    if failures > limits.account:
+        wait = window_start + limits.window - now
+    row = conn.execute(
+        select(LoginThrottle.failures, LoginThrottle.window_start).where(
+            LoginThrottle.key == address_key(address),
+            LoginThrottle.window_start > now - limits.window,
+        )
+    ).first()
+    if row is not None and row.failures >= limits.address:
+        wait = max(wait, row.window_start + limits.window - now)
     return max(1, math.ceil(wait)) if wait > 0 else None
 
 
-def give_back(conn: Connection, account: str, address: str) -> None:
-    """After a success: the account starts afresh, and the address gets its slot back."""
+def record_failure(conn: Connection, address: str, limits: Limits, now: float) -> None:
+    _increment(conn, address_key(address), limits.window, now)
+
+
+def succeeded(conn: Connection, account: str) -> None:
+    """The account starts afresh."""
     conn.execute(delete(LoginThrottle).where(LoginThrottle.key == account_key(account)))
-    conn.execute(
-        update(LoginThrottle)
-        .where(LoginThrottle.key == address_key(address), LoginThrottle.failures > 0)
-        .values(failures=LoginThrottle.failures - 1)
-    )
 
 
 def prune(conn: Connection, now: float, window: int) -> int:

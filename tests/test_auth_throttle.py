@@ -17,7 +17,7 @@ from authority import passwords, throttle
 from authority.db import Database
 from authority.migrate import upgrade
 from authority.settings import Settings
-from authority.throttle import Limits, take_attempt
+from authority.throttle import Limits, record_failure, take_attempt
 from tests._auth_fixtures import Site, open_site
 from tests._deployment import PASSWORD as ALICE_PASSWORD
 from tests._deployment import USERNAME, database, provision
@@ -82,6 +82,15 @@ async def test_an_address_is_throttled_across_accounts(site: Site) -> None:
     assert (await attempt(site, names[-1], PASSWORD, "192.0.2.10")).status_code == 200
 
 
+async def test_a_burst_of_good_logins_from_one_address_is_not_throttled(site: Site) -> None:
+    """Many people behind one NAT, or one back-end-for-frontend, logging in at once."""
+    names = [(await site.new_user())[0] for _ in range(3 * ADDRESS_LIMIT)]
+    responses = await asyncio.gather(
+        *(attempt(site, name, PASSWORD, "192.0.2.77") for name in names)
+    )
+    assert [r.status_code for r in responses] == [200] * len(names)
+
+
 async def test_unknown_accounts_are_throttled_like_known_ones(site: Site) -> None:
     for _ in range(ACCOUNT_LIMIT):
         assert (await attempt(site, "nobody-here", "wrong password")).status_code == 401
@@ -116,6 +125,7 @@ async def test_the_lock_ends_with_its_window_and_counters_are_pruned(
         try:
             for _ in range(2):
                 assert await db.write(take_attempt, "user:1", "a", limits, clock()) is None
+                await db.write(record_failure, "a", limits, clock())
             clock.advance(10)
             assert await db.write(take_attempt, "user:1", "a", limits, clock()) == WINDOW - 10
             clock.advance(WINDOW - 10)
@@ -159,8 +169,10 @@ async def test_a_login_flood_beyond_the_hash_queue_is_told_to_retry(
 def test_the_limits_hold_across_replicas(backend: str, tmp_path: Path) -> None:
     with database(backend, tmp_path) as url:
         deployed = provision(
-            tmp_path, url,
-            AUTHORITY_LOGIN_MAX_FAILURES_ACCOUNT="4", AUTHORITY_LOGIN_FAILURE_WINDOW="120",
+            tmp_path,
+            url,
+            AUTHORITY_LOGIN_MAX_FAILURES_ACCOUNT="4",
+            AUTHORITY_LOGIN_FAILURE_WINDOW="120",
         )
         try:
             a, b = deployed.start(2)
@@ -173,9 +185,9 @@ def test_the_limits_hold_across_replicas(backend: str, tmp_path: Path) -> None:
                 ).status_code
 
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                statuses = list(pool.map(
-                    lambda n: login((a, b)[n % 2].url, f"wrong {n}"), range(10)
-                ))
+                statuses = list(
+                    pool.map(lambda n: login((a, b)[n % 2].url, f"wrong {n}"), range(10))
+                )
             assert statuses.count(401) == 4, statuses
             assert statuses.count(429) == 6, statuses
             assert login(a.url, ALICE_PASSWORD) == 429
