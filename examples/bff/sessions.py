@@ -86,7 +86,10 @@ class SessionStore:
         raw = await self.redis.get(session_key(session_id))
         if raw is None:
             return None
-        return Session(**json.loads(raw))
+        try:
+            return Session(**json.loads(raw))
+        except (TypeError, ValueError):
+            return None  # a record this version cannot read: the user logs in again
 
     async def create(self, session: Session, ttl: int) -> str:
         session_id = new_session_id()
