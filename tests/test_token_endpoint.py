@@ -246,11 +246,11 @@ async def test_claims_hook_adds_claims_but_cannot_override_registered_ones(
     settings.keys_dir.mkdir()
     await ensure_key(FileKeyStore(settings.keys_dir), settings)
     db = Database(settings.database_url)
-    await db.write(create_client, name="svc",
-                   secret_hash=hash_secret(settings.secret_key_bytes(), "svc-secret"),
-                   grant_types=["client_credentials"], scopes=[], audiences=[], now=time.time())
-    client_id = (await db.read(lambda c: c.exec_driver_sql(
-        "SELECT client_id FROM clients").scalar_one()))
+    client_id = (await db.write(
+        create_client, name="svc",
+        secret_hash=hash_secret(settings.secret_key_bytes(), "svc-secret"),
+        grant_types=["client_credentials"], scopes=[], audiences=[], now=time.time(),
+    )).client_id
     await db.dispose()
 
     def hook(claims: object) -> dict[str, object]:
