@@ -1,17 +1,31 @@
-"""The processes around ``examples/bff`` for ``tests/test_bff.py``: the example
-resource server and the BFF itself, each a real uvicorn server on its own port."""
+"""What ``tests/test_bff.py`` runs and looks at: the example resource server and the
+BFF as real uvicorn processes, the BFF's session records in Redis, and the refresh
+families at the authority."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, cli_env, free_port
+from examples.bff.sessions import session_key
+from tests._deployment import PASSWORD, USERNAME, Deployment
+from tests._redis import RedisServer
+from tests.conftest import ROOT, Server, cli_env, free_port
+
+COOKIE = "bff_session"
+CSRF = {"X-Requested-With": "test"}
+CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
 
 
 @dataclass
@@ -63,3 +77,98 @@ def start_bff(workdir: Path, authority_url: str, api_url: str, redis_url: str) -
     env = cli_env(PYTHONPATH=str(ROOT / "examples"), BFF_AUTHORITY_URL=authority_url,
                   BFF_API_URL=api_url, BFF_REDIS_URL=redis_url, BFF_COOKIE_SECURE="false")
     return spawn([sys.executable, "-m", "bff"], workdir, "bff", env)
+
+
+@dataclass
+class Stack:
+    deployment: Deployment
+    authority: Server
+    redis: RedisServer
+    api: Process
+    bffs: list[Process]
+
+    @property
+    def url(self) -> str:
+        return self.bffs[0].url
+
+    def browser(self, index: int = 0) -> httpx.Client:
+        """A client that keeps cookies, as a browser would."""
+        return httpx.Client(base_url=self.bffs[index].url, timeout=20)
+
+
+def log_in(browser: httpx.Client) -> str:
+    response = browser.post("/login", json=CREDENTIALS, headers=CSRF)
+    assert response.status_code == 200, response.text
+    return browser.cookies[COOKIE]
+
+
+def set_cookie(response: httpx.Response) -> Any:
+    """The BFF's session cookie as set by ``response``, or None."""
+    for header in response.headers.get_list("set-cookie"):
+        parsed = SimpleCookie(header)
+        if COOKIE in parsed:
+            return parsed[COOKIE]
+    return None
+
+
+def stored(stack: Stack, session_id: str) -> dict[str, Any] | None:
+    with stack.redis.client() as redis:
+        raw = redis.get(session_key(session_id))
+    return json.loads(raw) if raw else None
+
+
+def rewrite(stack: Stack, session_id: str, **fields: float) -> None:
+    """Change fields of the stored session record, keeping its TTL."""
+    with stack.redis.client() as redis:
+        key = session_key(session_id)
+        record = json.loads(redis.get(key))
+        record.update(fields)
+        assert redis.set(key, json.dumps(record), keepttl=True, xx=True)
+
+
+def force_expiry(stack: Stack, session_id: str) -> None:
+    """Make the stored access token expired, as time would."""
+    past = time.time() - 1
+    rewrite(stack, session_id, refresh_at=past, access_expires_at=past)
+
+
+@contextlib.contextmanager
+def second_authority(stack: Stack, workdir: Path, **env: str) -> Iterator[tuple[Server, Process]]:
+    """Another authority process on the same database and keys, under the first one's
+    issuer (so the API accepts its tokens), with ``env``; and a BFF of its own."""
+    [authority] = stack.deployment.start(1, **{"AUTHORITY_ISSUER": stack.authority.url, **env})
+    try:
+        bff = start_bff(workdir, authority.url, stack.api.url, stack.redis.url)
+        try:
+            yield authority, bff
+        finally:
+            bff.stop()
+    finally:
+        authority.stop()
+
+
+def family_of(stack: Stack, refresh: str) -> str:
+    rows = stack.deployment.query(
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = :hash",
+        hash=hashlib.sha256(refresh.encode()).digest())
+    assert len(rows) == 1
+    return str(rows[0][0])
+
+
+def tokens_in_family(stack: Stack, family: str) -> int:
+    rows = stack.deployment.query(
+        "SELECT count(*) FROM refresh_tokens WHERE family_id = :family", family=family)
+    return int(rows[0][0])
+
+
+def revocation(stack: Stack, family: str) -> tuple[float | None, str | None]:
+    rows = stack.deployment.query(
+        "SELECT revoked_at, revoke_reason FROM refresh_families WHERE id = :family",
+        family=family)
+    return rows[0].revoked_at, rows[0].revoke_reason
+
+
+def active_families(stack: Stack) -> int:
+    rows = stack.deployment.query(
+        "SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
+    return int(rows[0][0])

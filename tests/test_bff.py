@@ -10,50 +10,43 @@ process with a 2-second access token shows the same with real time.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from examples.bff.sessions import session_key
-from tests._bff import Process, start_bff, start_resource_server
-from tests._deployment import PASSWORD, USERNAME, Deployment, provision
+from tests._bff import (
+    COOKIE,
+    CREDENTIALS,
+    CSRF,
+    Stack,
+    active_families,
+    family_of,
+    force_expiry,
+    log_in,
+    revocation,
+    rewrite,
+    second_authority,
+    set_cookie,
+    start_bff,
+    start_resource_server,
+    stored,
+    tokens_in_family,
+)
+from tests._deployment import USERNAME, provision
 from tests._redis import RedisServer, need_redis
-from tests.conftest import Server, free_port
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
-COOKIE = "bff_session"
-CSRF = {"X-Requested-With": "test"}
-CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
 REFRESH_TTL = 604800  # the authority's default
 EXPIRED = {"detail": "session expired, log in again"}
 
-
-@dataclass
-class Stack:
-    deployment: Deployment
-    authority: Server
-    redis: RedisServer
-    api: Process
-    bffs: list[Process]
-
-    @property
-    def url(self) -> str:
-        return self.bffs[0].url
-
-    def browser(self, index: int = 0) -> httpx.Client:
-        """A client that keeps cookies, as a browser would."""
-        return httpx.Client(base_url=self.bffs[index].url, timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -96,84 +89,6 @@ def stack(running: Stack) -> Stack:
     with running.redis.client() as redis:
         redis.flushall()
     return running
-
-
-def log_in(browser: httpx.Client) -> str:
-    response = browser.post("/login", json=CREDENTIALS, headers=CSRF)
-    assert response.status_code == 200, response.text
-    return browser.cookies[COOKIE]
-
-
-def set_cookie(response: httpx.Response) -> Any:
-    """The BFF's session cookie as set by ``response``, or None."""
-    for header in response.headers.get_list("set-cookie"):
-        parsed = SimpleCookie(header)
-        if COOKIE in parsed:
-            return parsed[COOKIE]
-    return None
-
-
-def stored(stack: Stack, session_id: str) -> dict[str, Any] | None:
-    with stack.redis.client() as redis:
-        raw = redis.get(session_key(session_id))
-    return json.loads(raw) if raw else None
-
-
-def rewrite(stack: Stack, session_id: str, **fields: float) -> None:
-    """Change fields of the stored session record, keeping its TTL."""
-    with stack.redis.client() as redis:
-        key = session_key(session_id)
-        record = json.loads(redis.get(key))
-        record.update(fields)
-        assert redis.set(key, json.dumps(record), keepttl=True, xx=True)
-
-
-def force_expiry(stack: Stack, session_id: str) -> None:
-    """Make the stored access token expired, as time would."""
-    past = time.time() - 1
-    rewrite(stack, session_id, refresh_at=past, access_expires_at=past)
-
-
-@contextlib.contextmanager
-def second_authority(stack: Stack, workdir: Path, **env: str) -> Iterator[tuple[Server, Process]]:
-    """Another authority process on the same database and keys, under the first one's
-    issuer (so the API accepts its tokens), with ``env``; and a BFF of its own."""
-    [authority] = stack.deployment.start(1, **{"AUTHORITY_ISSUER": stack.authority.url, **env})
-    try:
-        bff = start_bff(workdir, authority.url, stack.api.url, stack.redis.url)
-        try:
-            yield authority, bff
-        finally:
-            bff.stop()
-    finally:
-        authority.stop()
-
-
-def family_of(stack: Stack, refresh: str) -> str:
-    rows = stack.deployment.query(
-        "SELECT family_id FROM refresh_tokens WHERE token_hash = :hash",
-        hash=hashlib.sha256(refresh.encode()).digest())
-    assert len(rows) == 1
-    return str(rows[0][0])
-
-
-def tokens_in_family(stack: Stack, family: str) -> int:
-    rows = stack.deployment.query(
-        "SELECT count(*) FROM refresh_tokens WHERE family_id = :family", family=family)
-    return int(rows[0][0])
-
-
-def revocation(stack: Stack, family: str) -> tuple[float | None, str | None]:
-    rows = stack.deployment.query(
-        "SELECT revoked_at, revoke_reason FROM refresh_families WHERE id = :family",
-        family=family)
-    return rows[0].revoked_at, rows[0].revoke_reason
-
-
-def active_families(stack: Stack) -> int:
-    rows = stack.deployment.query(
-        "SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
-    return int(rows[0][0])
 
 
 def test_login_keeps_the_tokens_in_redis_and_gives_the_browser_only_an_httponly_cookie(
