@@ -113,7 +113,13 @@ def _serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        **UVICORN_OPTIONS,
+        # Client addresses (login throttling) come from X-Forwarded-For only when the
+        # peer is a configured proxy, never from whoever sends the header.
+        **{
+            **UVICORN_OPTIONS,
+            "proxy_headers": bool(settings.trusted_proxies),
+            "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+        },
     )
 
 

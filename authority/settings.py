@@ -57,6 +57,9 @@ class Settings:
     login_max_failures_account: int = 5
     login_max_failures_address: int = 20
     login_failure_window: int = 300
+    # Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client: a
+    # reverse proxy, or a back-end-for-frontend that forwards its users' addresses.
+    trusted_proxies: tuple[str, ...] = ()
     # How often a running server looks for key store changes made elsewhere
     # (the CLI or another replica) and runs due lifecycle steps.
     keystore_poll_interval: float = 2.0
