@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -192,6 +192,7 @@ def auth_routes(auth: Authority) -> Router:
     settings = auth.settings
     csrf_key = csrf.derive_key(auth.secret_key)
     trusted_origins = (*settings.cors_origins, settings.issuer)
+    samesite = cast(Literal["lax", "strict", "none"], settings.cookie_samesite)
 
     def claims_of(token: str | None, *, expired_ok: bool = False) -> dict[str, Any] | None:
         """Verified claims of one of our user access tokens (they carry a ``sid``)."""
@@ -260,7 +261,7 @@ def auth_routes(auth: Authority) -> Router:
             path=path,
             httponly=http_only,
             secure=settings.secure_cookies,
-            samesite="lax",
+            samesite=samesite,
         )
 
     def session_cookies(access: str, refresh: str, refresh_expires_in: int) -> list[Cookie]:

@@ -52,6 +52,8 @@ class Settings:
     leeway: int = 30
     cors_origins: tuple[str, ...] = ()
     cookie_secure: bool | None = None
+    # SameSite of the /auth cookies: lax, strict, or none (cross-site; needs Secure).
+    cookie_samesite: str = "lax"
     # Failed logins allowed per account and per client address within the window;
     # past either limit, /auth/login answers 429 until the window ends.
     login_max_failures_account: int = 5
@@ -87,6 +89,13 @@ class Settings:
         return self.access_ttl + self.jwks_max_age + self.leeway
 
     def _validate(self) -> None:
+        if self.cookie_samesite not in ("lax", "strict", "none"):
+            raise SettingsError(
+                "AUTHORITY_COOKIE_SAMESITE must be lax, strict or none, "
+                f"not {self.cookie_samesite!r}"
+            )
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise SettingsError("AUTHORITY_COOKIE_SAMESITE=none needs AUTHORITY_COOKIE_SECURE=true")
         if self.env not in ("development", "production", "test"):
             raise SettingsError(
                 f"AUTHORITY_ENV must be development, production or test, not {self.env!r}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from authority.settings import Settings
+from authority.settings import Settings, SettingsError
 from tests._auth_fixtures import Site, csrf, open_site, unchanged
 from tests._oauth_fixtures import PASSWORD
 
@@ -163,3 +163,20 @@ async def test_oauth_endpoints_need_no_csrf_token(site: Site) -> None:
         auth=(site.world.client_id("service"), site.world.secrets["service"]),
     )
     assert response.status_code == 200, response.text
+
+
+async def test_cookies_take_the_configured_samesite(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'authority.db'}",
+        keys_dir=tmp_path / "keys", env="test", secret_key="c" * 40,
+        cookie_samesite="strict",
+    )
+    async with open_site(settings) as strict:
+        response = await strict.browser().get("/auth/csrf")
+        assert "samesite=strict" in response.headers["set-cookie"].lower()
+
+
+async def test_samesite_none_needs_secure_cookies() -> None:
+    with pytest.raises(SettingsError, match="COOKIE_SECURE"):
+        Settings(env="test", cookie_samesite="none")
+    assert Settings(env="test", cookie_samesite="none", cookie_secure=True).cookie_samesite
