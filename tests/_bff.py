@@ -96,6 +96,13 @@ class Stack:
         return httpx.Client(base_url=self.bffs[index].url, timeout=20)
 
 
+def browser_at(process: Process, address: str) -> httpx.Client:
+    """A browser at another loopback address (all of 127.0.0.0/8 is local on Linux),
+    so that the BFF sees a client address of its own."""
+    return httpx.Client(base_url=process.url, timeout=20,
+                        transport=httpx.HTTPTransport(local_address=address))
+
+
 def log_in(browser: httpx.Client) -> str:
     response = browser.post("/login", json=CREDENTIALS, headers=CSRF)
     assert response.status_code == 200, response.text
@@ -166,6 +173,13 @@ def revocation(stack: Stack, family: str) -> tuple[float | None, str | None]:
         "SELECT revoked_at, revoke_reason FROM refresh_families WHERE id = :family",
         family=family)
     return rows[0].revoked_at, rows[0].revoke_reason
+
+
+def address_failures(stack: Stack) -> dict[str, int]:
+    """The authority's failed-login counters per client address."""
+    rows = stack.deployment.query(
+        "SELECT key, failures FROM login_throttle WHERE key LIKE 'address:%'")
+    return {row.key.removeprefix("address:"): int(row.failures) for row in rows}
 
 
 def active_families(stack: Stack) -> int:

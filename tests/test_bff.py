@@ -26,6 +26,8 @@ from tests._bff import (
     CSRF,
     Stack,
     active_families,
+    address_failures,
+    browser_at,
     family_of,
     force_expiry,
     log_in,
@@ -381,3 +383,33 @@ def test_authority_outage_during_refresh_keeps_the_session_and_answers_503_once_
         record = stored(stack, session_id)
         assert record is not None
         assert record["refreshes"] == 0
+
+
+def test_failed_logins_of_one_browser_do_not_throttle_another_behind_the_same_bff(
+    stack: Stack, tmp_path: Path,
+) -> None:
+    """An authority that trusts the BFF (``TRUSTED_PROXIES``) counts failed logins per
+    browser, by the address the BFF forwards; a browser's own ``X-Forwarded-For`` is
+    not passed on, so it cannot dodge its count."""
+    with (second_authority(stack, tmp_path, AUTHORITY_TRUSTED_PROXIES="127.0.0.1",
+                           AUTHORITY_LOGIN_MAX_FAILURES_ADDRESS="3") as (_, bff),
+          browser_at(bff, "127.0.0.2") as attacker, browser_at(bff, "127.0.0.3") as user):
+
+        def guess(n: int) -> httpx.Response:
+            # A new unknown account each time, so that only the address count can trip.
+            return attacker.post(
+                "/login", json={"username": f"nobody{n}", "password": "wrong password"},
+                headers={**CSRF, "X-Forwarded-For": f"198.51.100.{n}"})
+
+        guesses = [guess(n) for n in range(4)]
+        assert [r.status_code for r in guesses] == [401, 401, 401, 429], guesses[-1].text
+        assert guesses[-1].json() == {"detail": "too many attempts, retry later"}
+        assert int(guesses[-1].headers["retry-after"]) > 0
+
+        log_in(user)  # the same BFF, another browser: not throttled
+        assert user.get("/api/me").status_code == 200
+        assert guess(9).status_code == 429  # while the attacker still is
+
+        failures = address_failures(stack)
+        assert failures.get("127.0.0.2") == 3
+        assert not any(address.startswith("198.51.100.") for address in failures)

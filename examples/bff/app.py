@@ -49,9 +49,10 @@ class Bff:
         self.authority = authority
         self.clock = clock
 
-    async def login(self, credentials: dict[str, str]) -> tuple[str, Session, int]:
+    async def login(self, credentials: dict[str, str],
+                    client: str | None) -> tuple[str, Session, int]:
         sent_at = self.clock()
-        answer = await self.authority.login(credentials)
+        answer = await self.authority.login(credentials, client)
         try:
             session, ttl = Session.from_tokens(
                 answer["tokens"], answer["user"], sent_at, self.settings.refresh_skew)
@@ -61,11 +62,11 @@ class Bff:
         try:
             session_id = await self.store.create(session, ttl)
         except RedisError:
-            await self.authority.logout(session.refresh)  # leave no orphan login behind
+            await self.authority.logout(session.refresh, client)  # leave no orphan login
             raise
         return session_id, session, ttl
 
-    async def fresh(self, session_id: str) -> tuple[Session, int | None]:
+    async def fresh(self, session_id: str, client: str | None) -> tuple[Session, int | None]:
         """The session with an access token that is not due for refresh, and the new
         TTL when this call rotated it. Only one request per session refreshes: the
         others wait for the lock, then find the new token and use it."""
@@ -80,12 +81,13 @@ class Bff:
                 raise SessionExpired
             if self.clock() < session.refresh_at:
                 return session, None
-            return await self._refresh(session_id, session)
+            return await self._refresh(session_id, session, client)
 
-    async def _refresh(self, session_id: str, session: Session) -> tuple[Session, int | None]:
+    async def _refresh(self, session_id: str, session: Session,
+                       client: str | None) -> tuple[Session, int | None]:
         sent_at = self.clock()
         try:
-            tokens = await self.authority.refresh(session.refresh)
+            tokens = await self.authority.refresh(session.refresh, client)
         except SessionExpired:
             await self.store.delete(session_id)
             raise
@@ -102,14 +104,14 @@ class Bff:
             raise SessionExpired
         return rotated, ttl
 
-    async def end(self, session_id: str) -> None:
+    async def end(self, session_id: str, client: str | None) -> None:
         """Revoke the session's family at the authority and forget the session. Under
         the lock, so that a refresh in flight cannot write the session back."""
         async with self.store.lock(session_id):
             session = await self.store.get(session_id)
             if session is None:
                 return
-            if not await self.authority.logout(session.refresh):
+            if not await self.authority.logout(session.refresh, client):
                 # Nobody else holds this refresh token: deleting it ends the session
                 # here too; the family expires unused at the authority.
                 log.warning("logout: the authority did not confirm the revocation")
@@ -124,6 +126,13 @@ def login_credentials(data: Any) -> dict[str, str]:
     if len(names) != 1 or not isinstance(password, str) or not isinstance(data[names[0]], str):
         raise BffError(400, "expected username or email, and password")
     return {names[0]: data[names[0]], "password": password}
+
+
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    """The browser's address, for the authority's login throttle: the peer of this
+    request, or the client a proxy in front named if uvicorn trusts that proxy
+    (``FORWARDED_ALLOW_IPS``). An ``X-Forwarded-For`` from anyone else is ignored."""
+    return request.client.host if request.client else None
 
 
 def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
@@ -170,16 +179,17 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
     async def login(request: Request[Any, Any, Any], data: Any) -> Response[Any]:
         credentials = login_credentials(data)
         old = request.cookies.get(settings.cookie_name)
+        client = client_address(request)
         if valid_session_id(old):
-            await bff.end(old)  # a login always starts a new session id
-        new_id, session, ttl = await bff.login(credentials)
+            await bff.end(old, client)  # a login always starts a new session id
+        new_id, session, ttl = await bff.login(credentials, client)
         return Response({"user": session.user}, headers=NO_STORE, cookies=[cookie(new_id, ttl)])
 
     @post("/logout", status_code=200)
     async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
         value = request.cookies.get(settings.cookie_name)
         if valid_session_id(value):
-            await bff.end(value)
+            await bff.end(value, client_address(request))
         return Response({"detail": "logged out"}, headers=NO_STORE, cookies=[cookie()])
 
     @get("/session")
@@ -195,7 +205,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
     async def api(request: Request[Any, Any, Any], path: str) -> Response[bytes]:
         if any(part in (".", "..") for part in path.split("/")):
             raise BffError(400, "bad path")
-        session, ttl = await bff.fresh(session_id(request))
+        session, ttl = await bff.fresh(session_id(request), client_address(request))
         headers = {name: request.headers[name] for name in REQUEST_HEADERS
                    if name in request.headers}
         headers["authorization"] = f"Bearer {session.access}"

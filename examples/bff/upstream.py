@@ -2,11 +2,16 @@
 
 Each failure becomes a ``BffError`` with the status the browser should see: the
 authority's own 4xx answers pass through, its outages and garbage become 503/502.
+
+Every call to the authority names the browser in ``X-Forwarded-For``, so that the
+authority (with ``AUTHORITY_TRUSTED_PROXIES`` set to this BFF's address) throttles
+failed logins per browser, not per BFF.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
+import ipaddress
 import logging
 from typing import Any
 
@@ -49,6 +54,16 @@ def http_client(timeout: float) -> httpx.AsyncClient:
     )
 
 
+def forwarded_for(client: str | None) -> dict[str, str]:
+    """``X-Forwarded-For: <the browser's address>``: the address this BFF's own server saw
+    (the peer, or what a proxy it trusts named), never a header the browser sent. Nothing
+    when there is no usable address (a Unix socket)."""
+    try:
+        return {"X-Forwarded-For": str(ipaddress.ip_address(client or ""))}
+    except ValueError:
+        return {}
+
+
 def unavailable(what: str) -> BffError:
     return BffError(503, f"{what} unavailable, retry later", {"Retry-After": RETRY_AFTER})
 
@@ -58,16 +73,18 @@ class Authority:
         self.client = client
         self.base_url = base_url
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    async def _post(self, path: str, body: dict[str, Any], client: str | None) -> httpx.Response:
         try:
-            return await self.client.post(f"{self.base_url}{path}", json=body)
+            return await self.client.post(f"{self.base_url}{path}", json=body,
+                                          headers=forwarded_for(client))
         except httpx.HTTPError as exc:
             log.warning("authority %s failed: %r", path, exc)
             raise unavailable("authority") from None
 
-    async def login(self, credentials: dict[str, str]) -> dict[str, Any]:
-        """``{"user", "tokens"}``; a refusal passes through with its status and detail."""
-        response = await self._post("/auth/login", {**credentials, "delivery": "body"})
+    async def login(self, credentials: dict[str, str], client: str | None) -> dict[str, Any]:
+        """``{"user", "tokens"}``; a refusal passes through with its status and detail.
+        ``client`` is the browser's address, which the authority's throttle counts."""
+        response = await self._post("/auth/login", {**credentials, "delivery": "body"}, client)
         if response.status_code == 200:
             answer = _json(response)
             if isinstance(answer.get("user"), dict) and isinstance(answer.get("tokens"), dict):
@@ -75,9 +92,9 @@ class Authority:
             raise _garbage("/auth/login", response)
         raise _refusal("/auth/login", response)
 
-    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str, client: str | None) -> dict[str, Any]:
         """The rotated tokens; ``SessionExpired`` when the authority refuses the token."""
-        response = await self._post("/auth/refresh", {"refresh": refresh_token})
+        response = await self._post("/auth/refresh", {"refresh": refresh_token}, client)
         if response.status_code == 200:
             answer = _json(response)
             tokens = answer.get("tokens")
@@ -89,11 +106,11 @@ class Authority:
             raise _refusal("/auth/refresh", response)
         raise _garbage("/auth/refresh", response)
 
-    async def logout(self, refresh_token: str) -> bool:
+    async def logout(self, refresh_token: str, client: str | None) -> bool:
         """Revoke the token's family; True when the authority confirmed it (or already
         knew the token as dead: 401)."""
         try:
-            response = await self._post("/auth/logout", {"refresh": refresh_token})
+            response = await self._post("/auth/logout", {"refresh": refresh_token}, client)
         except BffError:
             return False
         if response.status_code in (200, 204, 401):
