@@ -210,3 +210,15 @@ async def test_logout_without_a_session_still_answers_200_and_clears_cookies(sit
     assert response.status_code == 200
     cleared = [h for h in response.headers.get_list("set-cookie") if "Max-Age=0" in h]
     assert {h.split("=")[0] for h in cleared} == {"access_token", "refresh_token"}
+
+
+async def test_a_bearer_request_does_not_refresh_from_the_cookie(site: Site) -> None:
+    name, _ = await site.new_user()
+    tokens = await site.body_login(name)
+    browser = await site.logged_in()
+    async with unchanged(site):
+        response = await browser.post(
+            "/auth/refresh", headers={"Authorization": f"Bearer {tokens['access']}"}
+        )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_grant"
