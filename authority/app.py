@@ -8,11 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -124,7 +125,17 @@ def create_app(
     def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/health/ready", tags=["operations"])
+    @get(
+        "/health/ready",
+        tags=["operations"],
+        responses={
+            503: ResponseSpec(
+                dict[str, Any],
+                description="not ready: each check's state",
+                generate_examples=False,
+            )
+        },
+    )
     async def ready() -> Response[dict[str, Any]]:
         checks: dict[str, str] = {}
         try:
@@ -152,7 +163,7 @@ def create_app(
             *frontend_handlers(),
             live,
             ready,
-            PrometheusController,
+            Metrics,
         ],
         lifespan=[lifespan],
         middleware=[
@@ -181,6 +192,14 @@ def create_app(
         state=State({"settings": settings, "keys": keys, "authority": auth}),
         debug=False,
     )
+
+
+class Metrics(PrometheusController):
+    """Litestar's Prometheus endpoint, documented as the text format it serves."""
+
+    @get(media_type=MediaType.TEXT, tags=["operations"], summary="Prometheus metrics")
+    async def get(self) -> Response[Any]:
+        return await PrometheusController.get.fn(self)  # type: ignore[no-any-return]
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:

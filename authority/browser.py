@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import JSONBody
 from sqlalchemy import Connection
 
 from authority import csrf
 from authority.clients import ClientRecord
-from authority.errors import OAuth2Error
+from authority.errors import UNAVAILABLE, OAuth2Error
 from authority.families import (
     access_token_revoked,
     find_family,
@@ -157,12 +159,32 @@ class AuthError(Exception):
         self.clear_session = clear_session
 
 
+@dataclass
+class OptionalBody(Operation):
+    """An operation whose JSON body may be left out (cookie delivery sends none);
+    Litestar marks every request body required."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
+
+
 def _error(status: int, description: str) -> dict[int, ResponseSpec]:
-    return {status: ResponseSpec(ErrorOut, description=description)}
+    # No generated examples: they are random, and the document must not change.
+    return {status: ResponseSpec(ErrorOut, description=description, generate_examples=False)}
 
 
 NOT_AUTHENTICATED = "not authenticated"
-CSRF_RESPONSES = _error(403, "CSRF token missing or incorrect, or a foreign Origin")
+# Every request with a JSON body: malformed or too big, and the storage may be down.
+BODY_RESPONSES = {
+    **_error(400, "malformed request: not JSON, not an object, unknown or mistyped fields"),
+    **_error(413, "the body is over 16 KiB"),
+    **UNAVAILABLE,
+}
+CSRF_RESPONSES = {
+    **_error(403, "CSRF token missing or incorrect, or a foreign Origin"),
+    **UNAVAILABLE,
+}
 UNAUTHENTICATED = _error(401, NOT_AUTHENTICATED)
 
 
@@ -306,7 +328,11 @@ def auth_routes(auth: Authority) -> Router:
         ]
         return respond(LoginOut(user_out(user)), status, cookies)
 
-    @get("/csrf", summary="A CSRF token for cookie requests (also set as the csrftoken cookie)")
+    @get(
+        "/csrf",
+        summary="A CSRF token for cookie requests (also set as the csrftoken cookie)",
+        responses=UNAVAILABLE,
+    )
     async def get_csrf(request: Request[Any, Any, Any]) -> Response[CsrfOut]:
         session = await cookie_session(request)
         token = request.cookies.get(csrf.COOKIE)
@@ -319,7 +345,7 @@ def auth_routes(auth: Authority) -> Router:
         status_code=200,
         summary="Log in with a username or email and a password",
         responses={
-            **_error(400, "malformed request"),
+            **BODY_RESPONSES,
             **_error(401, "wrong username or password (the same answer for both)"),
             **CSRF_RESPONSES,
             **_error(429, "too many failed logins; see Retry-After"),
@@ -355,7 +381,11 @@ def auth_routes(auth: Authority) -> Router:
         "/register",
         status_code=201,
         summary="Create an account and log in",
-        responses={**_error(400, "a field is invalid; see errors"), **CSRF_RESPONSES},
+        responses={
+            **BODY_RESPONSES,
+            **_error(400, "a field is invalid or malformed; see errors"),
+            **CSRF_RESPONSES,
+        },
     )
     async def register(
         request: Request[Any, Any, Any], data: JSONBody[RegisterRequest]
@@ -387,7 +417,9 @@ def auth_routes(auth: Authority) -> Router:
         "/refresh",
         status_code=200,
         summary="Rotate the refresh token (from the body, else the cookie)",
+        operation_class=OptionalBody,
         responses={
+            **BODY_RESPONSES,
             **_error(401, "invalid, expired, revoked or reused refresh token"),
             **CSRF_RESPONSES,
         },
@@ -398,9 +430,10 @@ def auth_routes(auth: Authority) -> Router:
         raw = data.refresh if data is not None else None
         from_body = raw is not None
         if raw is None:
+            # A Bearer request is judged by its header alone: its cookies do not count.
             if bearer_token(request) is None:
                 await require_csrf(request)
-            raw = request.cookies.get(REFRESH_COOKIE, "")
+                raw = request.cookies.get(REFRESH_COOKIE, "")
             if not raw:
                 raise AuthError(401, "no refresh token", error="invalid_grant")
         try:
@@ -427,7 +460,8 @@ def auth_routes(auth: Authority) -> Router:
         "/logout",
         status_code=200,
         summary="Revoke the session of the presented refresh token and clear the cookies",
-        responses=CSRF_RESPONSES,
+        operation_class=OptionalBody,
+        responses={**BODY_RESPONSES, **CSRF_RESPONSES},
     )
     async def logout(
         request: Request[Any, Any, Any], data: JSONBody[RefreshRequest | None] = None
@@ -468,14 +502,18 @@ def auth_routes(auth: Authority) -> Router:
         cookies = cleared_session() if cookie_mode else None
         return respond(DoneOut("logged out everywhere", revoked), cookies=cookies)
 
-    @get("/me", summary="The logged-in user", responses=UNAUTHENTICATED)
+    @get("/me", summary="The logged-in user", responses={**UNAUTHENTICATED, **UNAVAILABLE})
     async def me(request: Request[Any, Any, Any]) -> Response[UserOut]:
         user = await current_user(request)
         if user is None:
             raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
         return respond(user_out(user))
 
-    @get("/check", summary="Whether the request carries a valid access token")
+    @get(
+        "/check",
+        summary="Whether the request carries a valid access token",
+        responses=UNAVAILABLE,
+    )
     async def check(request: Request[Any, Any, Any]) -> Response[CheckOut]:
         return respond(CheckOut(await current_user(request) is not None))
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response.base import ASGIResponse
 
 from authority import metrics
 from authority.clients import all_scopes
 from authority.db import Database
+from authority.errors import UNAVAILABLE
 from authority.keys import KeyRing
 from authority.rotation import KeyManager
 from authority.settings import Settings
@@ -21,6 +24,27 @@ GRANT_TYPES = ["client_credentials", "refresh_token", "password"]
 # it costs as much as the JWKS handler itself, so the JWKS keeps a plain counter.
 SKIP_METRICS = "skip_metrics"
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+class PublicJwk(msgspec.Struct):
+    """RFC 7517 section 4, RFC 7518 section 6.3.1: an RSA public key, nothing private."""
+
+    kty: str
+    use: str
+    alg: str
+    kid: str
+    n: str
+    e: str
+
+
+class Jwks(msgspec.Struct):
+    keys: list[PublicJwk]
+
+
+JWKS_RESPONSES = {
+    200: ResponseSpec(Jwks, description="the key set", generate_examples=False),
+    304: ResponseSpec(None, description="If-None-Match matches the ETag: not modified"),
+}
 
 
 def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
@@ -67,6 +91,7 @@ def discovery_handlers(
         "/.well-known/oauth-authorization-server",
         tags=["discovery"],
         summary="RFC 8414 authorization server metadata",
+        responses=UNAVAILABLE,
     )
     async def server_metadata() -> dict[str, Any]:
         return metadata(settings, scopes=await db.read(all_scopes))
@@ -91,6 +116,7 @@ def discovery_handlers(
         tags=["discovery"],
         summary="Public signing keys (next, current and retired)",
         media_type="application/json",
+        responses=JWKS_RESPONSES,
         opt={SKIP_METRICS: True},
     )
     def jwks(request: Request[Any, Any, Any]) -> ASGIResponse:

@@ -6,6 +6,7 @@ turns any of them into a JSON response that is never cached.
 
 from __future__ import annotations
 
+import msgspec
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
@@ -15,9 +16,12 @@ from authlib.oauth2.rfc6749.errors import (
     UnauthorizedClientError,
 )
 from litestar import Response
+from litestar.openapi.datastructures import ResponseSpec
 
 __all__ = [
     "NO_STORE",
+    "UNAVAILABLE",
+    "ErrorBody",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",
@@ -29,9 +33,28 @@ __all__ = [
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
     "error_response",
+    "error_spec",
 ]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class ErrorBody(msgspec.Struct):
+    """RFC 6749 section 5.2 error body; also every 503 of the service."""
+
+    error: str
+    error_description: str
+
+
+def error_spec(status: int, description: str) -> dict[int, ResponseSpec]:
+    """An OpenAPI response of ``ErrorBody`` (without generated examples, so the document
+    is the same on every start)."""
+    return {status: ResponseSpec(ErrorBody, description=description, generate_examples=False)}
+
+
+UNAVAILABLE = error_spec(
+    503, "temporarily_unavailable: storage unreachable or too busy; see Retry-After"
+)
 
 
 class InvalidTargetError(OAuth2Error):  # type: ignore[misc]

@@ -12,6 +12,7 @@ import binascii
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -20,6 +21,8 @@ from litestar import Request, Response, post
 from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from authority import metrics
 from authority.clients import ClientRecord, secret_matches
@@ -27,6 +30,7 @@ from authority.db import DatabaseUnavailable
 from authority.discovery import SKIP_METRICS
 from authority.errors import (
     NO_STORE,
+    UNAVAILABLE,
     InvalidClientError,
     InvalidRequestError,
     OAuth2Error,
@@ -34,6 +38,7 @@ from authority.errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
     error_response,
+    error_spec,
 )
 from authority.families import (
     access_token_revoked,
@@ -264,6 +269,95 @@ async def _introspect(auth: Authority, request: Request[Any, Any, Any]) -> dict[
     return {"active": True, "token_type": "Bearer", **claims}
 
 
+# --- the OpenAPI description (the handlers read the form themselves: see read_form) ---
+
+FORM = "application/x-www-form-urlencoded"
+_TEXT = Schema(type=OpenAPIType.STRING)
+_CLIENT_AUTH = {"client_id": _TEXT, "client_secret": _TEXT}
+
+
+class TokenOut(msgspec.Struct, omit_defaults=True):
+    """RFC 6749 section 5.1."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+
+
+class RevokedOut(msgspec.Struct):
+    """RFC 7009 section 2.2: an empty object, also for unknown tokens."""
+
+
+class IntrospectionOut(msgspec.Struct, omit_defaults=True):
+    """RFC 7662 section 2.2: ``{"active": false}`` alone, or the token's details (an
+    access token's answer carries all its claims, custom ones included)."""
+
+    active: bool
+    token_type: str | None = None
+    scope: str | None = None
+    client_id: str | None = None
+    username: str | None = None
+    sub: str | None = None
+    aud: str | list[str] | None = None
+    iss: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    jti: str | None = None
+    sid: str | None = None
+
+
+def form_operation(required: list[str], **fields: Schema) -> type[Operation]:
+    """An ``Operation`` whose request body is the endpoint's form (RFC 6749 appendix B);
+    parameters not listed are ignored, as RFC 6749 section 3.2 requires."""
+    body = RequestBody(
+        content={
+            FORM: OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.OBJECT,
+                    properties={**fields, **_CLIENT_AUTH},
+                    required=required,
+                )
+            )
+        },
+        required=True,
+    )
+
+    @dataclass
+    class FormOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = body
+
+    return FormOperation
+
+
+def oauth_responses(ok: type[msgspec.Struct], **extra: str) -> dict[int, ResponseSpec]:
+    errors = {
+        400: "invalid_request (malformed or repeated parameter, wrong content type) "
+        "or another RFC 6749 section 5.2 error",
+        401: "invalid_client, with WWW-Authenticate",
+        413: "invalid_request: the body is over 16 KiB",
+        **{int(code): text for code, text in extra.items()},
+    }
+    specs = {200: ResponseSpec(ok, description="success", generate_examples=False)}
+    for status, text in errors.items():
+        specs.update(error_spec(status, text))
+    return {**specs, **UNAVAILABLE}
+
+
+_TOKEN_OPERATION = form_operation(
+    ["grant_type"],
+    grant_type=Schema(type=OpenAPIType.STRING, enum=list(GRANTS)),
+    scope=_TEXT,
+    audience=_TEXT,
+    refresh_token=_TEXT,
+    username=_TEXT,
+    password=_TEXT,
+)
+_TOKEN_FORM = {"token": _TEXT, "token_type_hint": _TEXT}
+
+
 def oauth_handlers(auth: Authority) -> list[HTTPRouteHandler]:
     @post(
         "/oauth/token",
@@ -271,6 +365,10 @@ def oauth_handlers(auth: Authority) -> list[HTTPRouteHandler]:
         status_code=200,
         tags=["oauth"],
         summary="Token endpoint (RFC 6749)",
+        operation_class=_TOKEN_OPERATION,
+        responses=oauth_responses(
+            TokenOut, **{"429": "slow_down: too many failed logins (password grant)"}
+        ),
         opt={SKIP_METRICS: True},
     )
     async def token(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -288,6 +386,8 @@ def oauth_handlers(auth: Authority) -> list[HTTPRouteHandler]:
         status_code=200,
         tags=["oauth"],
         summary="Token revocation (RFC 7009)",
+        operation_class=form_operation(["token"], **_TOKEN_FORM),
+        responses=oauth_responses(RevokedOut),
     )
     async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
         return await _guarded(auth, request, _revoke)
@@ -298,6 +398,8 @@ def oauth_handlers(auth: Authority) -> list[HTTPRouteHandler]:
         status_code=200,
         tags=["oauth"],
         summary="Token introspection (RFC 7662)",
+        operation_class=form_operation(["token"], **_TOKEN_FORM),
+        responses=oauth_responses(IntrospectionOut),
     )
     async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
         return await _guarded(auth, request, _introspect)
