@@ -188,7 +188,8 @@ async def authenticate_user(
     either way (an unknown user's password is checked against a dummy hash). Raises
     ``LoginThrottled``, before any hashing, when the account or the address has had too
     many failures. A hash made with old parameters is replaced on success."""
-    if len(password) > MAX_LENGTH or len(login) > 320:
+    # No name holds a NUL (and PostgreSQL text cannot): nothing to look up or count.
+    if len(password) > MAX_LENGTH or len(login) > 320 or "\x00" in login:
         return None
     user = await auth.db.read(find_user, login)
     # Unknown logins are counted too, by name, so they are throttled alike.

@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from authority.settings import Settings
 from tests._auth_fixtures import Site, csrf, open_site, unchanged
+from tests._deployment import database
 from tests._oauth_fixtures import PASSWORD
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -222,3 +223,20 @@ async def test_a_bearer_request_does_not_refresh_from_the_cookie(site: Site) -> 
         )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_nul_byte_in_the_login_name_is_a_plain_401_on_every_backend(
+    backend: str, tmp_path: Path
+) -> None:
+    with database(backend, tmp_path) as url:
+        settings = Settings(
+            database_url=url, keys_dir=tmp_path / "keys", env="test", secret_key="b" * 40
+        )
+        async with open_site(settings) as nul_site:
+            for field in ("username", "email"):
+                response = await nul_site.browser().post(
+                    "/auth/login",
+                    json={field: "al\x00ice@x", "password": PASSWORD, "delivery": "body"},
+                )
+                assert response.status_code == 401, response.text
