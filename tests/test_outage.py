@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ISSUER = "http://authority.test"
 DEADLINE = 5.0  # seconds: every answer during the outage comes sooner
-OUTAGE = 4.0  # seconds of requests while PostgreSQL is down
+OUTAGE = 3.0  # seconds of requests while PostgreSQL is down
 
 
 @pytest.fixture
