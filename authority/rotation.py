@@ -2,8 +2,9 @@
 
 Every step reads the store's state under its lock and decides there, so of two
 processes attempting the same step one performs it and the other finds it done.
-A new key is generated before the lock is taken: RSA generation takes tens of
-milliseconds and must not hold the database's write lock.
+A new key is generated before the lock is taken, on a worker thread: RSA generation
+takes tens of milliseconds and must neither hold the store's lock nor stall the
+server's event loop.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ async def rotate(
     A pending ``next`` key makes a plain rotation a no-op, and ``--now`` promotes it
     instead of generating another, so two rotations at once never stack up keys.
     """
-    fresh = generate(size or settings.key_size, settings.key_passphrase, 0.0, clock())
+    fresh = await asyncio.to_thread(
+        generate, size or settings.key_size, settings.key_passphrase, 0.0, clock()
+    )
     async with store.transaction() as tx:
         now = clock()
         states = statuses(await tx.records(), settings, now)
@@ -79,7 +82,9 @@ async def ensure_key(
     """Create a ``current`` key when the store has none (first start); else nothing."""
     if any(s.state == "current" for s in statuses(await store.load(), settings, clock())):
         return None
-    fresh = generate(settings.key_size, settings.key_passphrase, 0.0, clock())
+    fresh = await asyncio.to_thread(
+        generate, settings.key_size, settings.key_passphrase, 0.0, clock()
+    )
     async with store.transaction() as tx:
         now = clock()
         if any(s.state == "current" for s in statuses(await tx.records(), settings, now)):
@@ -93,7 +98,9 @@ async def revoke(
 ) -> RotateResult | None:
     """Remove a key now. Revoking the ``current`` key first puts another in its place,
     so the store is never left without a signer and a retired key never signs again."""
-    fresh = generate(settings.key_size, settings.key_passphrase, 0.0, clock())
+    fresh = await asyncio.to_thread(
+        generate, settings.key_size, settings.key_passphrase, 0.0, clock()
+    )
     async with store.transaction() as tx:
         now = clock()
         states = {s.record.kid: s for s in statuses(await tx.records(), settings, now)}
@@ -141,7 +148,9 @@ async def auto_rotate(
     """Publish the next key ``KEY_PUBLISH_DELAY`` before the rotation interval ends."""
     if rotation_due(await store.load(), settings, clock()) is None:
         return None
-    fresh = generate(settings.key_size, settings.key_passphrase, 0.0, clock())
+    fresh = await asyncio.to_thread(
+        generate, settings.key_size, settings.key_passphrase, 0.0, clock()
+    )
     async with store.transaction() as tx:
         now = clock()
         activate_at = rotation_due(await tx.records(), settings, now)
