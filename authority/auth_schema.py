@@ -12,7 +12,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 
-from authority.errors import UNAVAILABLE
+from authority.errors import UNAVAILABLE, error_spec
 from authority.users import UserRecord
 
 Delivery = Literal["cookie", "body"]
@@ -118,23 +118,23 @@ class OptionalBody(Operation):
             self.request_body.required = False
 
 
-def error_spec(status: int, description: str) -> dict[int, ResponseSpec]:
-    # No generated examples: they are random, and the document must not change.
-    return {status: ResponseSpec(ErrorOut, description=description, generate_examples=False)}
+def refusal_spec(status: int, description: str) -> dict[int, ResponseSpec]:
+    """An OpenAPI response of the /auth error answer."""
+    return error_spec(status, description, ErrorOut)
 
 
 NOT_AUTHENTICATED = "not authenticated"
 # Every request with a JSON body: malformed or too big, and the storage may be down.
 BODY_RESPONSES = {
-    **error_spec(400, "malformed request: not JSON, not an object, unknown or mistyped fields"),
-    **error_spec(413, "the body is over 16 KiB"),
+    **refusal_spec(400, "malformed request: not JSON, not an object, unknown or mistyped fields"),
+    **refusal_spec(413, "the body is over 16 KiB"),
     **UNAVAILABLE,
 }
 CSRF_RESPONSES = {
-    **error_spec(403, "CSRF token missing or incorrect, or a foreign Origin"),
+    **refusal_spec(403, "CSRF token missing or incorrect, or a foreign Origin"),
     **UNAVAILABLE,
 }
-UNAUTHENTICATED = error_spec(401, NOT_AUTHENTICATED)
+UNAUTHENTICATED = refusal_spec(401, NOT_AUTHENTICATED)
 
 
 def user_out(user: UserRecord) -> UserOut:

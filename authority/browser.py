@@ -40,7 +40,7 @@ from authority.auth_schema import (
     RegisterRequest,
     TokensOut,
     UserOut,
-    error_spec,
+    refusal_spec,
     user_out,
 )
 from authority.clients import ClientRecord
@@ -64,7 +64,7 @@ from authority.passwords import ahash_password
 from authority.registration import registration_problems
 from authority.service import Authority
 from authority.tokens import decode_own_access_token, parse_refresh_token
-from authority.users import UserExists, UserRecord, create_user, find_user, get_user
+from authority.users import UserExists, UserRecord, create_user, get_user, taken_field
 
 # The public client row behind /auth (migration 0004): it has no OAuth grant.
 FIRST_PARTY = ClientRecord(
@@ -134,13 +134,16 @@ def auth_routes(auth: Authority) -> Router:
         return await auth.db.read(_session_user, claims["sid"], claims["jti"], int(claims["sub"]))
 
     async def refresh_cookie_family(request: Request[Any, Any, Any]) -> str | None:
-        presented = parse_refresh_token(request.cookies.get(REFRESH_COOKIE, ""))
-        if presented is None:
-            return None
-        family = await auth.db.read(find_family, presented)
-        if family is None or family.client_id != FIRST_PARTY.client_id:
-            return None
-        return family.id
+        """The session of the refresh cookie, looked up at most once per request (the
+        CSRF check and logout may both ask)."""
+        state = request.state
+        if "refresh_family" not in state:
+            presented = parse_refresh_token(request.cookies.get(REFRESH_COOKIE, ""))
+            family = await auth.db.read(find_family, presented) if presented else None
+            if family is not None and family.client_id != FIRST_PARTY.client_id:
+                family = None
+            state["refresh_family"] = family.id if family is not None else None
+        return cast(str | None, state["refresh_family"])
 
     async def cookie_session(request: Request[Any, Any, Any]) -> str:
         """The login session the request's cookies belong to ("" when none), which
@@ -162,6 +165,11 @@ def auth_routes(auth: Authority) -> Router:
             session,
         ):
             raise AuthError(403, csrf.FAILED)
+
+    async def require_csrf_for_cookies(request: Request[Any, Any, Any], delivery: Delivery) -> None:
+        """Login and sign-up that set cookies need the CSRF token (login CSRF)."""
+        if delivery == "cookie" and bearer_token(request) is None:
+            await require_csrf(request)
 
     def cookie(
         key: str, value: str, max_age: int, *, path: str = "/", http_only: bool = True
@@ -236,16 +244,15 @@ def auth_routes(auth: Authority) -> Router:
         summary="Log in with a username or email and a password",
         responses={
             **BODY_RESPONSES,
-            **error_spec(401, "wrong username or password (the same answer for both)"),
+            **refusal_spec(401, "wrong username or password (the same answer for both)"),
             **CSRF_RESPONSES,
-            **error_spec(429, "too many failed logins; see Retry-After"),
+            **refusal_spec(429, "too many failed logins; see Retry-After"),
         },
     )
     async def login(
         request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
     ) -> Response[LoginOut]:
-        if data.delivery == "cookie" and bearer_token(request) is None:
-            await require_csrf(request)
+        await require_csrf_for_cookies(request, data.delivery)
         if (data.username is None) == (data.email is None):
             raise AuthError(
                 400,
@@ -273,20 +280,20 @@ def auth_routes(auth: Authority) -> Router:
         summary="Create an account and log in",
         responses={
             **BODY_RESPONSES,
-            **error_spec(400, "a field is invalid or malformed; see errors"),
+            **refusal_spec(400, "a field is invalid or malformed; see errors"),
             **CSRF_RESPONSES,
         },
     )
     async def register(
         request: Request[Any, Any, Any], data: JSONBody[RegisterRequest]
     ) -> Response[LoginOut]:
-        if data.delivery == "cookie" and bearer_token(request) is None:
-            await require_csrf(request)
+        await require_csrf_for_cookies(request, data.delivery)
         problems = registration_problems(data.username, data.email, data.password)
-        if not problems:
-            for field, value in (("username", data.username), ("email", data.email)):
-                if await auth.db.read(find_user, value) is not None:
-                    problems[field] = f"a user with this {field} already exists"
+        # Checked before hashing, so a taken name costs no argon2; create_user checks
+        # again in its transaction.
+        taken = None if problems else await auth.db.read(taken_field, data.username, data.email)
+        if taken is not None:
+            problems[taken] = f"a user with this {taken} already exists"
         if problems:
             raise AuthError(400, next(iter(problems.values())), errors=problems)
         password_hash = await ahash_password(data.password)
@@ -310,7 +317,7 @@ def auth_routes(auth: Authority) -> Router:
         operation_class=OptionalBody,
         responses={
             **BODY_RESPONSES,
-            **error_spec(401, "invalid, expired, revoked or reused refresh token"),
+            **refusal_spec(401, "invalid, expired, revoked or reused refresh token"),
             **CSRF_RESPONSES,
         },
     )

@@ -46,10 +46,10 @@ class ErrorBody(msgspec.Struct):
     error_description: str
 
 
-def error_spec(status: int, description: str) -> dict[int, ResponseSpec]:
-    """An OpenAPI response of ``ErrorBody`` (without generated examples, so the document
-    is the same on every start)."""
-    return {status: ResponseSpec(ErrorBody, description=description, generate_examples=False)}
+def error_spec(status: int, description: str, body: type = ErrorBody) -> dict[int, ResponseSpec]:
+    """An OpenAPI error response of ``body`` (without generated examples, so the
+    document is the same on every start)."""
+    return {status: ResponseSpec(body, description=description, generate_examples=False)}
 
 
 UNAVAILABLE = error_spec(

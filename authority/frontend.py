@@ -12,6 +12,8 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
 STATIC = Path(__file__).resolve().parent / "static"
+# Outside STATIC, so that the page is only ever served with PAGE_HEADERS.
+PAGE = Path(__file__).resolve().parent / "pages" / "login.html"
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -25,7 +27,7 @@ PAGE_HEADERS = {
 
 
 def frontend_handlers() -> list[HTTPRouteHandler | Router]:
-    page = (STATIC / "login.html").read_bytes()
+    page = PAGE.read_bytes()
 
     @get("/login", include_in_schema=False, sync_to_thread=False)
     def login_page() -> Response[bytes]:

@@ -24,7 +24,6 @@ MAX_CONCURRENT_HASHES = 4
 MAX_WAITING = 64
 
 T = TypeVar("T")
-_slots = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
 _pool = ThreadPoolExecutor(MAX_CONCURRENT_HASHES, thread_name_prefix="argon2")
 _pending = 0
 _pending_lock = threading.Lock()
@@ -36,18 +35,16 @@ class HashingBusy(RuntimeError):
 
 
 def hash_password(password: str) -> str:
-    with _slots:
-        return HASHER.hash(password)
+    return HASHER.hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> tuple[bool, bool]:
     """``(matches, needs_rehash)``. With no stored hash (unknown user), a dummy hash is
     verified anyway so that the answer takes the same time."""
-    with _slots:
-        try:
-            HASHER.verify(stored_hash or _dummy(), password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False, False
+    try:
+        HASHER.verify(stored_hash or _dummy(), password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False, False
     if stored_hash is None:
         return False, False
     return True, HASHER.check_needs_rehash(stored_hash)

@@ -47,13 +47,9 @@ def _record(row: Any) -> UserRecord:
 def create_user(
     conn: Connection, *, username: str, email: str, password_hash: str, now: float
 ) -> UserRecord:
-    taken = conn.execute(
-        select(User.username_key, User.email_key).where(
-            or_(User.username_key == fold(username), User.email_key == fold(email))
-        )
-    ).first()
+    taken = taken_field(conn, username, email)
     if taken is not None:
-        raise UserExists("username" if taken.username_key == fold(username) else "email")
+        raise UserExists(taken)
     try:
         with conn.begin_nested():
             user_id = conn.execute(
@@ -73,6 +69,20 @@ def create_user(
     except IntegrityError:
         raise UserExists("username or email") from None
     return UserRecord(user_id, username, email, password_hash, True, now)
+
+
+def taken_field(conn: Connection, username: str, email: str) -> str | None:
+    """Which of ``username`` and ``email`` another user already has, if any."""
+    if "\x00" in username + email:  # PostgreSQL text cannot hold NUL; no name has one
+        return None
+    taken = conn.execute(
+        select(User.username_key, User.email_key).where(
+            or_(User.username_key == fold(username), User.email_key == fold(email))
+        )
+    ).first()
+    if taken is None:
+        return None
+    return "username" if taken.username_key == fold(username) else "email"
 
 
 def find_user(conn: Connection, login: str) -> UserRecord | None:

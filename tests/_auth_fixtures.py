@@ -8,6 +8,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,7 +52,10 @@ class Site:
         n = next(_names)
         name, email = f"auth{n}-{time.time_ns() % 10**8}", f"auth{n}@example.org"
         await self.world.db.write(
-            create_user, username=name, email=email, password_hash=password_hash(),
+            create_user,
+            username=name,
+            email=email,
+            password_hash=password_hash(),
             now=time.time(),
         )
         return name, email
@@ -63,7 +67,8 @@ class Site:
         client = self.browser()
         token = (await client.get("/auth/csrf")).json()["csrf_token"]
         login = await client.post(
-            "/auth/login", json={"username": name, "password": PASSWORD},
+            "/auth/login",
+            json={"username": name, "password": PASSWORD},
             headers={"X-CSRFToken": token},
         )
         assert login.status_code == 200, login.text
@@ -80,6 +85,17 @@ class Site:
         for client in self.browsers:
             await client.aclose()
         self.browsers.clear()
+
+
+def site_settings(directory: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process site whose files live in ``directory``."""
+    values: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{directory / 'authority.db'}",
+        "keys_dir": directory / "keys",
+        "env": "test",
+        "secret_key": "s" * 40,
+    }
+    return Settings(**{**values, **overrides})
 
 
 @contextlib.asynccontextmanager

@@ -15,10 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import Server, free_port
+from tests.conftest import SERVE, Server, start_server
 
 
 class MountNamespace:
@@ -54,28 +53,9 @@ class MountNamespace:
                               env=env, capture_output=True, text=True, timeout=60, check=False)
 
     def serve(self, workdir: Path, env: dict[str, str], wait: float = 30) -> Server:
-        """``authority serve`` in the namespace, once ``/health/ready`` answers 200."""
-        port = free_port()
-        env = {**env, "AUTHORITY_PORT": str(port), "AUTHORITY_HOST": "127.0.0.1"}
-        log = workdir / f"server-{port}.log"
-        with log.open("w") as out:
-            # nsenter execs the server: the process we hold is the server itself.
-            process = subprocess.Popen(
-                self.command(workdir, sys.executable, "-m", "authority", "serve"),
-                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        server = Server(process, f"http://127.0.0.1:{port}", log, env)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        server.stop()
-        raise AssertionError(f"server not ready after {wait}s:\n{log.read_text()}")
+        """``authority serve`` in the namespace, once ``/health/ready`` answers 200.
+        nsenter execs the server: the process we hold is the server itself."""
+        return start_server(workdir, env, wait, command=self.command(workdir, *SERVE))
 
     def close(self) -> None:
         self.holder.kill()

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -167,24 +168,33 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
-def start_server(workdir: Path, env: dict[str, str], wait: float = 30) -> Server:
-    """``authority serve`` as a real process; returns once ``/health/ready`` answers."""
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 10 s later."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+SERVE = [sys.executable, "-m", "authority", "serve"]
+
+
+def start_server(workdir: Path, env: dict[str, str], wait: float = 30,
+                 command: list[str] = SERVE) -> Server:
+    """``authority serve`` (or ``command``, which must exec it) as a real process;
+    returns once ``/health/ready`` answers."""
     port = free_port()
     env = {**env, "AUTHORITY_PORT": str(port), "AUTHORITY_HOST": "127.0.0.1"}
     log = workdir / f"server-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "authority", "serve"], cwd=workdir, env=env,
-            stdout=out, stderr=subprocess.STDOUT, text=True)
+            command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     server = Server(process, f"http://127.0.0.1:{port}", log, env)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from authority.settings import Settings
-from tests._auth_fixtures import Site, csrf, open_site, unchanged
+from tests._auth_fixtures import Site, csrf, open_site, site_settings, unchanged
 from tests._deployment import database
 from tests._oauth_fixtures import PASSWORD
 
@@ -22,11 +22,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     directory: Path = tmp_path_factory.mktemp("auth-bad-input")
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{directory / 'authority.db'}",
-        keys_dir=directory / "keys",
-        env="test",
-        secret_key="b" * 40,
+    settings = site_settings(
+        directory,
         login_max_failures_address=1000,
     )
     async with open_site(settings) as opened:
@@ -93,7 +90,9 @@ async def test_passwords_with_nul_or_emoji_are_accepted_and_hashed_exactly(
     registered = await site.browser().post(
         "/auth/register",
         json={
-            "username": name, "email": f"{name}@example.org", "password": password,
+            "username": name,
+            "email": f"{name}@example.org",
+            "password": password,
             "delivery": "body",
         },
     )
@@ -112,7 +111,7 @@ async def test_passwords_with_nul_or_emoji_are_accepted_and_hashed_exactly(
 
 
 @pytest.mark.parametrize(
-    "body", ["[1, 2]", '"text"', "42", "null", "{", "", "{\"username\": 1, \"password\": \"x\"}"]
+    "body", ["[1, 2]", '"text"', "42", "null", "{", "", '{"username": 1, "password": "x"}']
 )
 async def test_a_login_body_that_is_not_the_documented_object_is_a_400(
     site: Site, body: str
@@ -128,7 +127,10 @@ async def test_a_login_body_that_is_not_the_documented_object_is_a_400(
 @pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/auth/refresh"])
 async def test_unknown_fields_are_refused(site: Site, path: str) -> None:
     body = {
-        "username": "u", "email": "u@example.org", "password": PASSWORD, "delivery": "body",
+        "username": "u",
+        "email": "u@example.org",
+        "password": PASSWORD,
+        "delivery": "body",
         "is_admin": True,
     }
     if path == "/auth/refresh":

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from authority.settings import Settings, SettingsError
-from tests._auth_fixtures import Site, csrf, open_site, unchanged
+from tests._auth_fixtures import Site, csrf, open_site, site_settings, unchanged
 from tests._oauth_fixtures import PASSWORD
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -22,11 +22,8 @@ REFUSED = {"detail": "CSRF token missing or incorrect"}
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     directory: Path = tmp_path_factory.mktemp("csrf")
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{directory / 'authority.db'}",
-        keys_dir=directory / "keys",
-        env="test",
-        secret_key="c" * 40,
+    settings = site_settings(
+        directory,
         cors_origins=("https://app.example.com",),
     )
     async with open_site(settings) as opened:
@@ -51,7 +48,8 @@ async def test_a_header_that_differs_from_the_cookie_is_refused(site: Site) -> N
     foreign = (await other.get("/auth/csrf")).json()["csrf_token"]
     async with unchanged(site):
         response = await client.post(
-            "/auth/login", json={"username": name, "password": PASSWORD},
+            "/auth/login",
+            json={"username": name, "password": PASSWORD},
             headers={"X-CSRFToken": foreign},
         )
     assert (response.status_code, response.json()) == (403, REFUSED)
@@ -62,7 +60,8 @@ async def test_a_forged_token_with_a_matching_cookie_is_refused(site: Site) -> N
     client = site.browser()
     client.cookies.set("csrftoken", "forged.token")
     response = await client.post(
-        "/auth/login", json={"username": name, "password": PASSWORD},
+        "/auth/login",
+        json={"username": name, "password": PASSWORD},
         headers={"X-CSRFToken": "forged.token"},
     )
     assert (response.status_code, response.json()) == (403, REFUSED)
@@ -86,7 +85,8 @@ async def test_the_anonymous_token_stops_working_after_login(site: Site) -> None
     client = site.browser()
     anonymous = (await client.get("/auth/csrf")).json()["csrf_token"]
     login = await client.post(
-        "/auth/login", json={"username": name, "password": PASSWORD},
+        "/auth/login",
+        json={"username": name, "password": PASSWORD},
         headers={"X-CSRFToken": anonymous},
     )
     assert login.status_code == 200
@@ -166,9 +166,8 @@ async def test_oauth_endpoints_need_no_csrf_token(site: Site) -> None:
 
 
 async def test_cookies_take_the_configured_samesite(tmp_path: Path) -> None:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'authority.db'}",
-        keys_dir=tmp_path / "keys", env="test", secret_key="c" * 40,
+    settings = site_settings(
+        tmp_path,
         cookie_samesite="strict",
     )
     async with open_site(settings) as strict:

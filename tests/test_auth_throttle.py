@@ -16,9 +16,8 @@ import pytest_asyncio
 from authority import passwords, throttle
 from authority.db import Database
 from authority.migrate import upgrade
-from authority.settings import Settings
 from authority.throttle import Limits, record_failure, take_attempt
-from tests._auth_fixtures import Site, open_site
+from tests._auth_fixtures import Site, open_site, site_settings
 from tests._deployment import PASSWORD as ALICE_PASSWORD
 from tests._deployment import USERNAME, database, provision
 from tests._oauth_fixtures import PASSWORD
@@ -29,11 +28,8 @@ ACCOUNT_LIMIT, ADDRESS_LIMIT, WINDOW = 3, 8, 60
 
 @pytest_asyncio.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'authority.db'}",
-        keys_dir=tmp_path / "keys",
-        env="test",
-        secret_key="t" * 40,
+    settings = site_settings(
+        tmp_path,
         login_max_failures_account=ACCOUNT_LIMIT,
         login_max_failures_address=ADDRESS_LIMIT,
         login_failure_window=WINDOW,
@@ -199,7 +195,8 @@ def test_the_limits_hold_across_replicas(backend: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_forwarded_addresses_count_only_from_trusted_proxies(tmp_path: Path) -> None:
     deployed = provision(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
         AUTHORITY_LOGIN_MAX_FAILURES_ADDRESS="3",
     )
     try:
@@ -216,12 +213,18 @@ def test_forwarded_addresses_count_only_from_trusted_proxies(tmp_path: Path) -> 
 
         # Behind a trusted proxy each forwarded address has its own count...
         assert [login(proxied.url, f"p{n}", "198.51.100.1") for n in range(4)] == [
-            401, 401, 401, 429
+            401,
+            401,
+            401,
+            429,
         ]
         assert login(proxied.url, "p9", "198.51.100.2") == 401
         # ...while a direct client cannot dodge its count by naming other addresses.
         assert [login(direct.url, f"d{n}", f"192.0.2.{n}") for n in range(4)] == [
-            401, 401, 401, 429
+            401,
+            401,
+            401,
+            429,
         ]
     finally:
         deployed.stop()

@@ -13,18 +13,17 @@ import pytest
 import pytest_asyncio
 
 from authority import passwords
-from authority.settings import Settings
-from tests._auth_fixtures import Site, open_site
+from tests._auth_fixtures import Site, open_site, site_settings
 
 ROUNDS = 12
 
 
 @pytest_asyncio.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'authority.db'}",
-        keys_dir=tmp_path / "keys", env="test", secret_key="t" * 40,
-        login_max_failures_account=1000, login_max_failures_address=1000,
+    settings = site_settings(
+        tmp_path,
+        login_max_failures_account=1000,
+        login_max_failures_address=1000,
     )
     async with open_site(settings) as opened:
         yield opened

@@ -179,6 +179,8 @@ def test_the_login_page_forbids_inline_scripts_and_framing(deployment: Deploymen
     assert "script-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
     assert "<script src=\"/static/authority.js\"" in page.text
+    # The page is only served with those headers, never as a plain static file.
+    assert httpx.get(f"{deployment.servers[0].url}/static/login.html").status_code == 404
     script = httpx.get(f"{deployment.servers[0].url}/static/authority.js", timeout=10)
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]

@@ -12,8 +12,7 @@ import pytest
 import pytest_asyncio
 
 from authority.registration import common_passwords
-from authority.settings import Settings
-from tests._auth_fixtures import Site, open_site, unchanged
+from tests._auth_fixtures import Site, open_site, site_settings, unchanged
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 GOOD = "plain lowercase words are fine"
@@ -22,10 +21,7 @@ GOOD = "plain lowercase words are fine"
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     directory: Path = tmp_path_factory.mktemp("registration")
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{directory / 'authority.db'}",
-        keys_dir=directory / "keys", env="test", secret_key="r" * 40,
-    )
+    settings = site_settings(directory)
     async with open_site(settings) as opened:
         yield opened
 
