@@ -1,5 +1,5 @@
 """``python -m authority`` runs the command line."""
 
-from authority.cli import main
+from authority.cli.main import main
 
 main()

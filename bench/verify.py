@@ -31,8 +31,8 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from authority.keys import SigningKey, public_jwk_of, thumbprint
-from authority.tokens import AccessTokenSigner
+from authority.signing.keys import SigningKey, public_jwk_of, thumbprint
+from authority.signing.signer import AccessTokenSigner
 from authority.verifier import InvalidToken, Verifier
 from bench.harness import BenchError, best_of, verdict
 

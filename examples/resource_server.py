@@ -22,7 +22,7 @@ import uvicorn
 from litestar import Litestar, Request, get
 
 from authority.verifier import KeysUnavailable, Verifier
-from authority.verifier_litestar import BearerAuth, requires_scope
+from authority.verifier.litestar import BearerAuth, requires_scope
 
 log = logging.getLogger("resource_server")
 

@@ -15,10 +15,10 @@ import httpx
 from litestar import Litestar
 from sqlalchemy import select
 
-from authority.db import create_engine
-from authority.models import LoginThrottle, RefreshFamily, RefreshToken, User
+from authority.storage.database import create_engine
+from authority.storage.tables import LoginThrottle, RefreshFamily, RefreshToken, User
 from authority.settings import Settings
-from authority.users import create_user
+from authority.accounts.users import create_user
 from tests._oauth_fixtures import PASSWORD, World, open_world, password_hash
 
 BASE_URL = "http://testserver.local"

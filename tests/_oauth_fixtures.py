@@ -23,16 +23,16 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from authority.app import create_app
-from authority.clients import ClientRecord, create_client, hash_secret
-from authority.db import Database, create_engine
-from authority.keystore import FileKeyStore
-from authority.migrate import upgrade
-from authority.models import Client, RefreshFamily, RefreshToken, RevokedAccessToken, User
-from authority.passwords import hash_password
-from authority.rotation import ensure_key
+from authority.web.app import create_app
+from authority.accounts.clients import ClientRecord, create_client, hash_secret
+from authority.storage.database import Database, create_engine
+from authority.signing.stores import FileKeyStore
+from authority.storage.migrate import upgrade
+from authority.storage.tables import Client, RefreshFamily, RefreshToken, RevokedAccessToken, User
+from authority.accounts.passwords import hash_password
+from authority.signing.manager import ensure_key
 from authority.settings import Settings
-from authority.users import UserRecord, create_user
+from authority.accounts.users import UserRecord, create_user
 
 FORM = "application/x-www-form-urlencoded"
 PASSWORD = "correct horse battery staple"

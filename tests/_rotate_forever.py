@@ -7,7 +7,7 @@ interpreter:
 
 ``go``
     fork a child that opens the key store and loops through every lifecycle step,
-    forever, with the library functions of ``authority.rotation``: ``rotate --now``,
+    forever, with the library functions of ``authority.signing.manager``: ``rotate --now``,
     in two rounds out of five ``revoke`` of the current key (no key pending then: adds a
     key and deletes one in one transaction), ``rotate``, ``revoke`` of a retired key,
     ``prune``. Answers ``forked PID``.
@@ -35,10 +35,10 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 
-from authority.db import create_engine
-from authority.keys import KeyRecord, lifecycle
-from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore, KeyTransaction
-from authority.rotation import prune, revoke, rotate
+from authority.storage.database import create_engine
+from authority.signing.keys import KeyRecord, lifecycle
+from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore, KeyTransaction
+from authority.signing.manager import prune, revoke, rotate
 from authority.settings import Settings
 
 CHOICE = random.Random()  # noqa: S311 (which steps to take, nothing cryptographic)

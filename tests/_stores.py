@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from authority.db import create_engine
-from authority.keys import KeyStatus, lifecycle
-from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
-from authority.migrate import upgrade
-from authority.rotation import RotateResult, ensure_key
+from authority.storage.database import create_engine
+from authority.signing.keys import KeyStatus, lifecycle
+from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore
+from authority.storage.migrate import upgrade
+from authority.signing.manager import RotateResult, ensure_key
 from authority.settings import Settings
 from tests.conftest import cli_env
 

@@ -27,7 +27,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from authority.migrate import upgrade
+from authority.storage.migrate import upgrade
 from authority.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from authority import passwords, throttle
-from authority.db import Database
-from authority.migrate import upgrade
-from authority.throttle import Limits, record_failure, take_attempt
+from authority.accounts import passwords, throttle
+from authority.storage.database import Database
+from authority.storage.migrate import upgrade
+from authority.accounts.throttle import Limits, record_failure, take_attempt
 from tests._auth_fixtures import Site, open_site, site_settings
 from tests._deployment import PASSWORD as ALICE_PASSWORD
 from tests._deployment import USERNAME, database, provision

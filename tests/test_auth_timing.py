@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from authority import passwords
+from authority.accounts import passwords
 from tests._auth_fixtures import Site, open_site, site_settings
 
 ROUNDS = 12

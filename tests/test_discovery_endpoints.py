@@ -12,11 +12,11 @@ import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from litestar.testing import AsyncTestClient
 
-from authority.app import create_app
-from authority.keys import KeyStoreError
-from authority.keystore import FileKeyStore
-from authority.migrate import upgrade
-from authority.rotation import ensure_key, rotate
+from authority.web.app import create_app
+from authority.signing.keys import KeyStoreError
+from authority.signing.stores import FileKeyStore
+from authority.storage.migrate import upgrade
+from authority.signing.manager import ensure_key, rotate
 from authority.settings import Settings
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from authority.db import create_engine
-from authority.keys import KeyRecord, KeyStoreError, generate
-from authority.keystore import DatabaseKeyStore, FileKeyStore, KeyStore
-from authority.migrate import upgrade
-from authority.models import SigningKey
+from authority.storage.database import create_engine
+from authority.signing.keys import KeyRecord, KeyStoreError, generate
+from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore
+from authority.storage.migrate import upgrade
+from authority.storage.tables import SigningKey
 
 PASSPHRASE = "contract-passphrase"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from authority.keys import KeyStoreError
-from authority.keystore import FileKeyStore
-from authority.rotation import (
+from authority.signing.keys import KeyStoreError
+from authority.signing.stores import FileKeyStore
+from authority.signing.manager import (
     KeyManager,
     auto_rotate,
     ensure_key,

@@ -8,9 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from authority.db import create_engine
-from authority.migrate import current_revision, head_revision, upgrade
-from authority.models import Base
+from authority.storage.database import create_engine
+from authority.storage.migrate import current_revision, head_revision, upgrade
+from authority.storage.tables import Base
 
 
 async def current_revision_of(url: str) -> str | None:

@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from authority.app import create_app
+from authority.web.app import create_app
 from authority.settings import Settings
-from authority.tokens import REFRESH_TOKEN, parse_refresh_token, refresh_token_hash
-from authority.verifier import InvalidToken, Verifier, parse_access_token
+from authority.signing.signer import REFRESH_TOKEN, parse_refresh_token, refresh_token_hash
+from authority.verifier import InvalidToken, Verifier
+from authority.verifier.verify import parse_access_token
 from tests import _auth_fixtures, _oauth_fixtures
 from tests._oauth_fixtures import open_world
 

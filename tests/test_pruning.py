@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import Connection, func, select
 
-from authority.clients import create_client
-from authority.db import Database
-from authority.families import revoke_access_token, rotate, start_family
-from authority.models import RefreshFamily, RefreshToken, RevokedAccessToken
-from authority.pruning import prune_tokens
-from authority.tokens import new_refresh_token
-from authority.users import create_user
+from authority.accounts.clients import create_client
+from authority.storage.database import Database
+from authority.sessions.families import revoke_access_token, rotate, start_family
+from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
+from authority.sessions.pruning import prune_tokens
+from authority.signing.signer import new_refresh_token
+from authority.accounts.users import create_user
 from tests.conftest import Clock
 
 TTL, FAMILY_TTL = 100, 1000
@@ -79,7 +79,7 @@ async def test_a_consumed_token_is_kept_until_it_expires_so_reuse_is_still_caugh
 
 
 async def test_revoked_families_are_kept_until_they_expire(db: Database, clock: Clock) -> None:
-    from authority.families import revoke_family
+    from authority.sessions.families import revoke_family
 
     user_id, client_id = await setup_user(db)
     await new_family(db, user_id, client_id, clock.now)

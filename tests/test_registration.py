@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from authority.registration import common_passwords
+from authority.accounts.registration import common_passwords
 from tests._auth_fixtures import Site, open_site, site_settings, unchanged
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -27,9 +27,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from authority.db import create_engine
-from authority.keys import lifecycle
-from authority.rotation import RotateResult, rotate
+from authority.storage.database import create_engine
+from authority.signing.keys import lifecycle
+from authority.signing.manager import RotateResult, rotate
 from authority.settings import Settings
 from tests._stores import STORES, key_states, open_store, prepared_env, settings_of
 from tests.conftest import Server, run_cli, start_server

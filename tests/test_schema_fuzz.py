@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authority.app import create_app
+from authority.web.app import create_app
 from authority.settings import Settings
 from tests._oauth_fixtures import PASSWORD, open_world
 

@@ -22,11 +22,12 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authority import grants, oauth
-from authority.db import Database
+from authority.grants import common as grants
+from authority.web import oauth
+from authority.storage.database import Database
 from authority.settings import Settings
-from authority.tokens import AccessTokenSigner
-from authority.users import set_active
+from authority.signing.signer import AccessTokenSigner
+from authority.accounts.users import set_active
 from tests._oauth_fixtures import (
     FORM,
     PASSWORD,

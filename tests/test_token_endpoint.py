@@ -12,15 +12,15 @@ import jwt
 import pytest
 from litestar.testing import AsyncTestClient
 
-from authority.app import create_app
-from authority.clients import ClientRecord, create_client, hash_secret
-from authority.db import Database
-from authority.keystore import FileKeyStore
-from authority.migrate import upgrade
-from authority.passwords import HASHER, hash_password
-from authority.rotation import ensure_key
+from authority.web.app import create_app
+from authority.accounts.clients import ClientRecord, create_client, hash_secret
+from authority.storage.database import Database
+from authority.signing.stores import FileKeyStore
+from authority.storage.migrate import upgrade
+from authority.accounts.passwords import HASHER, hash_password
+from authority.signing.manager import ensure_key
 from authority.settings import Settings
-from authority.users import create_user, find_user, set_active
+from authority.accounts.users import create_user, find_user, set_active
 
 SECRET = "s" * 40
 PASSWORD = "correct horse battery"
@@ -148,7 +148,7 @@ async def test_old_password_hash_parameters_are_upgraded_on_login(world: World) 
     from argon2 import PasswordHasher
 
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
-    from authority.users import set_password_hash
+    from authority.accounts.users import set_password_hash
 
     user = await world.db.read(find_user, "alice")
     assert user is not None

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from authority.verifier import CachePolicy, InvalidToken, KeysUnavailable, Verifier, httpx_fetch
-from authority.verifier_cache import freshness
+from authority.verifier.cache import freshness
 from tests._verifier_support import (
     AUDIENCE,
     JWKS_PATH,

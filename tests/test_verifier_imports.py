@@ -48,7 +48,7 @@ def server() -> Iterator[JwksServer]:
         yield srv
 
 
-@pytest.mark.parametrize("module", ["authority.verifier", "authority.verifier_asgi"])
+@pytest.mark.parametrize("module", ["authority.verifier", "authority.verifier.asgi"])
 def test_importing_the_verifier_loads_no_server_package(module: str) -> None:
     loaded = loaded_after(module)
     assert "cryptography" in loaded
@@ -56,7 +56,7 @@ def test_importing_the_verifier_loads_no_server_package(module: str) -> None:
 
 
 def test_only_the_litestar_integration_loads_litestar() -> None:
-    assert "litestar" in loaded_after("authority.verifier_litestar")
+    assert "litestar" in loaded_after("authority.verifier.litestar")
 
 
 def test_verifier_fetches_and_verifies_with_only_cryptography_installed(
@@ -65,7 +65,7 @@ def test_verifier_fetches_and_verifies_with_only_cryptography_installed(
     code = ONLY_CRYPTOGRAPHY + """
 import asyncio
 from authority.verifier import Verifier
-from authority.verifier_asgi import BearerAuthMiddleware
+from authority.verifier.asgi import BearerAuthMiddleware
 verifier = Verifier(sys.argv[1], sys.argv[2], clock=lambda: 1_800_000_000)
 print(verifier.verify(sys.argv[3])["sub"], asyncio.run(verifier.averify(sys.argv[3]))["sub"])
 try:

@@ -12,8 +12,8 @@ import pytest
 from litestar import Litestar, Request, get
 
 from authority.verifier import CachePolicy, Verifier
-from authority.verifier_asgi import BearerAuthMiddleware, Message, Receive, Scope, Send
-from authority.verifier_litestar import BearerAuth, requires_scope
+from authority.verifier.asgi import BearerAuthMiddleware, Message, Receive, Scope, Send
+from authority.verifier.litestar import BearerAuth, requires_scope
 from tests._verifier_support import AUDIENCE, ISSUER, NOW, claims, header, jwks, rsa_key, sign
 from tests.conftest import free_port
 

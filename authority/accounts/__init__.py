@@ -1,0 +1,1 @@
+"""Accounts: users, clients, passwords, login throttling and sign-up rules."""

@@ -1,0 +1,112 @@
+"""Users: creation, lookup by name or email (case-insensitive), disabling."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from authority.storage.tables import User
+
+MAX_USERNAME = 150
+MAX_EMAIL = 320
+
+
+class UserExists(ValueError):
+    """The username or email is taken; ``field`` says which."""
+
+    def __init__(self, field: str):
+        super().__init__(f"a user with this {field} already exists")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    email: str
+    password_hash: str
+    is_active: bool
+    date_joined: float
+
+
+def fold(value: str) -> str:
+    """The form that uniqueness and lookups compare: NFKC, case-folded."""
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
+def _record(row: Any) -> UserRecord:
+    return UserRecord(
+        row.id, row.username, row.email, row.password_hash, row.is_active, row.date_joined
+    )
+
+
+def create_user(
+    conn: Connection, *, username: str, email: str, password_hash: str, now: float
+) -> UserRecord:
+    taken = taken_field(conn, username, email)
+    if taken is not None:
+        raise UserExists(taken)
+    try:
+        with conn.begin_nested():
+            user_id = conn.execute(
+                insert(User)
+                .values(
+                    username=username,
+                    username_key=fold(username),
+                    email=email,
+                    email_key=fold(email),
+                    password_hash=password_hash,
+                    is_active=True,
+                    date_joined=now,
+                    password_changed_at=now,
+                )
+                .returning(User.id)
+            ).scalar_one()
+    except IntegrityError:
+        raise UserExists("username or email") from None
+    return UserRecord(user_id, username, email, password_hash, True, now)
+
+
+def taken_field(conn: Connection, username: str, email: str) -> str | None:
+    """Which of ``username`` and ``email`` another user already has, if any."""
+    if "\x00" in username + email:  # PostgreSQL text cannot hold NUL; no name has one
+        return None
+    taken = conn.execute(
+        select(User.username_key, User.email_key).where(
+            or_(User.username_key == fold(username), User.email_key == fold(email))
+        )
+    ).first()
+    if taken is None:
+        return None
+    return "username" if taken.username_key == fold(username) else "email"
+
+
+def find_user(conn: Connection, login: str) -> UserRecord | None:
+    """By username, or by email when ``login`` contains ``@``."""
+    if "\x00" in login:  # PostgreSQL text cannot hold NUL; no name has one
+        return None
+    column = User.email_key if "@" in login else User.username_key
+    row = conn.execute(select(User).where(column == fold(login))).first()
+    return _record(row) if row is not None else None
+
+
+def get_user(conn: Connection, user_id: int) -> UserRecord | None:
+    row = conn.execute(select(User).where(User.id == user_id)).first()
+    return _record(row) if row is not None else None
+
+
+def set_password_hash(
+    conn: Connection, user_id: int, password_hash: str, *, changed_at: float | None = None
+) -> None:
+    values: dict[str, object] = {"password_hash": password_hash}
+    if changed_at is not None:
+        values["password_changed_at"] = changed_at
+    conn.execute(update(User).where(User.id == user_id).values(**values))
+
+
+def set_active(conn: Connection, user_id: int, active: bool) -> None:
+    conn.execute(update(User).where(User.id == user_id).values(is_active=active))

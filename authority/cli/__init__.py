@@ -1,0 +1,1 @@
+"""The ``authority`` command, one module per command group."""

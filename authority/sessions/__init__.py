@@ -1,0 +1,1 @@
+"""Sessions: refresh token families and the session service (log in, refresh, issue)."""

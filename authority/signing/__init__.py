@@ -1,0 +1,1 @@
+"""Signing: the algorithms in use, keys and their lifecycle, key stores, token signing."""

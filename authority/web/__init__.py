@@ -1,0 +1,1 @@
+"""The web layer: the app factory, /oauth, /auth, discovery, pages and HTTP helpers."""

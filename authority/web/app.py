@@ -1,0 +1,238 @@
+"""The application factory: ``create_app(settings)`` wires storage, keys and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from authority import __version__
+from authority.web.auth import auth_routes
+from authority.accounts.clients import ClientCache
+from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
+from authority.web.discovery import SKIP_METRICS, discovery_handlers
+from authority.web.frontend import frontend_handlers
+from authority.signing.keys import Clock, KeyStoreError, system_clock
+from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore
+from authority.storage.migrate import current_revision, head_revision
+from authority.web.oauth import oauth_handlers
+from authority.accounts.passwords import HashingBusy
+from authority.sessions.pruning import run_pruning
+from authority.signing.manager import KeyManager
+from authority.sessions.service import Authority
+from authority.settings import Settings
+from authority.signing.signer import AccessTokenSigner, ClaimsHook
+
+log = logging.getLogger("authority")
+RETRY_AFTER = "5"
+
+
+def make_keystore(settings: Settings, db: Database) -> KeyStore:
+    if settings.keystore == "database":
+        return DatabaseKeyStore(db.engine)
+    return FileKeyStore(settings.keys_dir)
+
+
+async def check_database(db: Database) -> None:
+    """Reachable and migrated to this version's head, or one line saying which not."""
+    await db.ping()
+    try:
+        revision = await current_revision(db.engine)
+    except (OSError, OperationalError, DBAPIError) as exc:
+        raise DatabaseUnavailable(describe_db_error(exc)) from exc
+    if revision != head_revision():
+        raise DatabaseUnavailable(
+            f"database is at migration {revision or 'none'}, this version needs "
+            f"{head_revision()} (run `authority db upgrade`)"
+        )
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Cross-origin requests only from ``CORS_ORIGINS``, which may send credentials."""
+    if not settings.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
+        expose_headers=["Retry-After", "WWW-Authenticate"],
+        max_age=600,
+    )
+
+
+def create_app(
+    settings: Settings, *, clock: Clock = system_clock, claims_hook: ClaimsHook | None = None
+) -> Litestar:
+    """Build the service. Startup fails (and nothing is served) when the database is
+    unreachable or unmigrated, or when no signing key can be loaded.
+
+    ``claims_hook(claims) -> extra claims`` adds custom claims to every access token;
+    it cannot change the registered ones (``tokens.RESERVED_CLAIMS``).
+    """
+    problems = settings.production_problems()
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    db = Database(settings.database_url)
+    keys = KeyManager(make_keystore(settings, db), settings, clock)
+    auth = Authority(
+        settings=settings,
+        db=db,
+        keys=keys,
+        signer=AccessTokenSigner(settings.issuer, settings.access_ttl, claims_hook),
+        secret_key=settings.secret_key_bytes(),
+        clock=clock,
+        clients=ClientCache(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            await check_database(db)
+            await keys.load()
+            keys.report()
+            tasks = [
+                asyncio.create_task(keys.run(), name="authority-keys"),
+                asyncio.create_task(
+                    run_pruning(
+                        db, clock, settings.maintenance_interval, settings.login_failure_window
+                    ),
+                    name="authority-pruning",
+                ),
+            ]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    @get("/health/live", sync_to_thread=False, tags=["operations"])
+    def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get(
+        "/health/ready",
+        tags=["operations"],
+        responses={
+            503: ResponseSpec(
+                dict[str, Any],
+                description="not ready: each check's state",
+                generate_examples=False,
+            )
+        },
+    )
+    async def ready() -> Response[dict[str, Any]]:
+        checks: dict[str, str] = {}
+        try:
+            await db.ping(within=2.0)
+            checks["database"] = "ok"
+        except DatabaseUnavailable as exc:
+            checks["database"] = str(exc)
+        try:
+            checks["signing_key"] = f"ok ({keys.signing_key().kid})"
+        except KeyStoreError as exc:
+            checks["signing_key"] = str(exc)
+        # A broken store with a loaded key keeps signing: degraded, still ready.
+        checks["keystore"] = keys.problem or "ok"
+        is_ready = checks["database"] == "ok" and checks["signing_key"].startswith("ok")
+        return Response(
+            {"status": "ready" if is_ready else "unavailable", "checks": checks},
+            status_code=200 if is_ready else 503,
+        )
+
+    return Litestar(
+        route_handlers=[
+            *discovery_handlers(settings, keys, db),
+            *oauth_handlers(auth),
+            auth_routes(auth),
+            *frontend_handlers(),
+            live,
+            ready,
+            Metrics,
+        ],
+        lifespan=[lifespan],
+        middleware=[
+            PrometheusConfig(
+                app_name="authority",
+                prefix="authority",
+                group_path=True,
+                exclude_opt_key=SKIP_METRICS,
+            ).middleware
+        ],
+        exception_handlers={
+            DatabaseUnavailable: _unavailable,
+            DBAPIError: _database_error,
+            KeyStoreError: _unavailable,
+            HashingBusy: _unavailable,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        cors_config=cors_config(settings),
+        openapi_config=OpenAPIConfig(
+            title="Token authority",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(path="/")],
+        ),
+        state=State({"settings": settings, "keys": keys, "authority": auth}),
+        debug=False,
+    )
+
+
+class Metrics(PrometheusController):
+    """Litestar's Prometheus endpoint, documented as the text format it serves."""
+
+    @get(media_type=MediaType.TEXT, tags=["operations"], summary="Prometheus metrics")
+    async def get(self) -> Response[Any]:
+        return await PrometheusController.get.fn(self)  # type: ignore[no-any-return]
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    log.error("%s %s: unavailable: %s", request.method, request.url.path, exc)
+    return Response(
+        {
+            "error": "temporarily_unavailable",
+            "error_description": "the service cannot reach its storage; retry later",
+        },
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
+    )
+
+
+def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """An outage the handler did not expect is a 503; any other database error a bug."""
+    if is_outage(exc):
+        return _unavailable(request, DatabaseUnavailable(describe_db_error(exc)))
+    return _internal_error(request, exc)
+
+
+def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+    if exc.extra:
+        body["extra"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the env."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,142 @@
+"""The /auth wire format: request and response bodies, the error answer, and how the
+OpenAPI document describes them. Bodies are msgspec structs; unknown fields are a 400."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation, RequestBody
+
+from authority.grants.errors import UNAVAILABLE, error_spec
+from authority.accounts.users import UserRecord
+
+Delivery = Literal["cookie", "body"]
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    password: str
+    username: str | None = None
+    email: str | None = None
+    delivery: Delivery = "cookie"
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    email: str
+    password: str
+    delivery: Delivery = "cookie"
+
+
+class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body delivery names the refresh token; cookie delivery sends an empty object or
+    no body at all."""
+
+    refresh: str | None = None
+
+
+class UserOut(msgspec.Struct):
+    id: int
+    username: str
+    email: str
+    date_joined: str
+
+
+class TokensOut(msgspec.Struct):
+    access: str
+    refresh: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+class LoginOut(msgspec.Struct, omit_defaults=True):
+    user: UserOut
+    tokens: TokensOut | None = None
+
+
+class RefreshOut(msgspec.Struct, omit_defaults=True):
+    """Cookie delivery: only the lifetimes. Body delivery: the new pair, both at the top
+    level (as simplejwt clients expect) and as ``tokens`` (as at login)."""
+
+    expires_in: int
+    refresh_expires_in: int
+    access: str | None = None
+    refresh: str | None = None
+    tokens: TokensOut | None = None
+
+
+class CsrfOut(msgspec.Struct):
+    csrf_token: str
+
+
+class CheckOut(msgspec.Struct):
+    authenticated: bool
+
+
+class DoneOut(msgspec.Struct, omit_defaults=True):
+    detail: str
+    revoked: int | None = None
+
+
+class ErrorOut(msgspec.Struct, omit_defaults=True):
+    detail: str
+    error: str | None = None
+    errors: dict[str, str] | None = None
+
+
+class AuthError(Exception):
+    """A refused /auth request: its status, ``detail``, and what to clear."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        error: str | None = None,
+        errors: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        clear_session: bool = False,
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.body = ErrorOut(detail, error, errors)
+        self.headers = dict(headers or {})
+        self.clear_session = clear_session
+
+
+@dataclass
+class OptionalBody(Operation):
+    """An operation whose JSON body may be left out (cookie delivery sends none);
+    Litestar marks every request body required."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
+
+
+def refusal_spec(status: int, description: str) -> dict[int, ResponseSpec]:
+    """An OpenAPI response of the /auth error answer."""
+    return error_spec(status, description, ErrorOut)
+
+
+NOT_AUTHENTICATED = "not authenticated"
+# Every request with a JSON body: malformed or too big, and the storage may be down.
+BODY_RESPONSES = {
+    **refusal_spec(400, "malformed request: not JSON, not an object, unknown or mistyped fields"),
+    **refusal_spec(413, "the body is over 16 KiB"),
+    **UNAVAILABLE,
+}
+CSRF_RESPONSES = {
+    **refusal_spec(403, "CSRF token missing or incorrect, or a foreign Origin"),
+    **UNAVAILABLE,
+}
+UNAUTHENTICATED = refusal_spec(401, NOT_AUTHENTICATED)
+
+
+def user_out(user: UserRecord) -> UserOut:
+    joined = dt.datetime.fromtimestamp(user.date_joined, dt.UTC).isoformat()
+    return UserOut(user.id, user.username, user.email, joined)

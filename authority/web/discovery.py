@@ -1,0 +1,133 @@
+"""Discovery: RFC 8414 metadata and the JWKS (RFC 7517), served from pre-encoded bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from litestar import Request, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.response.base import ASGIResponse
+
+from authority import metrics
+from authority.accounts.clients import all_scopes
+from authority.storage.database import Database
+from authority.grants.errors import UNAVAILABLE
+from authority.signing.keys import KeyRing
+from authority.signing.manager import KeyManager
+from authority.settings import Settings
+
+GRANT_TYPES = ["client_credentials", "refresh_token", "password"]
+# Routes whose ``opt`` holds this key stay out of the per-request Prometheus middleware:
+# it costs as much as the JWKS handler itself, so the JWKS keeps a plain counter.
+SKIP_METRICS = "skip_metrics"
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+class PublicJwk(msgspec.Struct):
+    """RFC 7517 section 4, RFC 7518 section 6.3.1: an RSA public key, nothing private."""
+
+    kty: str
+    use: str
+    alg: str
+    kid: str
+    n: str
+    e: str
+
+
+class Jwks(msgspec.Struct):
+    keys: list[PublicJwk]
+
+
+JWKS_RESPONSES = {
+    200: ResponseSpec(Jwks, description="the key set", generate_examples=False),
+    304: ResponseSpec(None, description="If-None-Match matches the ETag: not modified"),
+}
+
+
+def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
+    """RFC 8414 section 2. There is no authorization endpoint, so the only response
+    type is ``none`` (OAuth 2.0 Multiple Response Type Encoding Practices)."""
+    issuer = settings.issuer
+    document = AuthorizationServerMetadata(
+        {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/oauth/token",
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "grant_types_supported": GRANT_TYPES,
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
+            "scopes_supported": scopes,
+            "response_types_supported": ["none"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        }
+    )
+    document.validate()
+    return dict(document)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 section 13.1.2: weak comparison, a list of tags, or ``*``."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def discovery_handlers(
+    settings: Settings, keys: KeyManager, db: Database
+) -> list[HTTPRouteHandler]:
+    cache_control = f"public, max-age={settings.jwks_max_age}"
+
+    @get(
+        "/.well-known/oauth-authorization-server",
+        tags=["discovery"],
+        summary="RFC 8414 authorization server metadata",
+        responses=UNAVAILABLE,
+    )
+    async def server_metadata() -> dict[str, Any]:
+        return metadata(settings, scopes=await db.read(all_scopes))
+
+    cached: dict[str, Any] = {}
+    served, not_modified = metrics.JWKS_REQUESTS.labels("200"), metrics.JWKS_REQUESTS.labels("304")
+
+    def encoded(ring: KeyRing) -> dict[str, Any]:
+        """Both answers for a key ring, encoded once: the JWKS is served from bytes."""
+        if cached.get("ring") is not ring:
+            headers = {"Cache-Control": cache_control, "ETag": ring.etag}
+            cached.update(
+                ring=ring,
+                ok=ASGIResponse(body=ring.jwks, headers=headers, media_type="application/json"),
+                not_modified=ASGIResponse(status_code=304, headers=headers),
+            )
+        return cached
+
+    @get(
+        "/.well-known/jwks.json",
+        sync_to_thread=False,
+        tags=["discovery"],
+        summary="Public signing keys (next, current and retired)",
+        media_type="application/json",
+        responses=JWKS_RESPONSES,
+        opt={SKIP_METRICS: True},
+    )
+    def jwks(request: Request[Any, Any, Any]) -> ASGIResponse:
+        ring = keys.current_ring()
+        answers = encoded(ring)
+        # The raw header list: building Litestar's Headers costs more than the rest.
+        for name, value in request.scope["headers"]:
+            if name == b"if-none-match" and etag_matches(value.decode("latin-1"), ring.etag):
+                not_modified.inc()
+                return answers["not_modified"]  # type: ignore[no-any-return]
+        served.inc()
+        return answers["ok"]  # type: ignore[no-any-return]
+
+    return [server_metadata, jwks]
