@@ -1,4 +1,4 @@
-"""Settings: one frozen object built from ``AUTHORITY_*`` variables (SPEC section 2).
+"""Settings: one frozen object built from ``AUTHORITY_*`` variables (README, "Configuration").
 
 Nothing reads the environment at import time; ``Settings.from_env`` is called by the
 command line and the result is passed to ``create_app(settings)``.
@@ -35,7 +35,7 @@ class Settings:
     keystore: str = "file"
     keys_dir: Path = Path("keys")
     key_passphrase: str | None = field(default=None, repr=False)
-    # Keys the client-secret hashes (and, later, CSRF tokens). Required in production;
+    # Keys the client-secret hashes and the CSRF tokens. Required in production;
     # elsewhere, when unset, a random one is kept in ``secret_key_file``.
     secret_key: str | None = field(default=None, repr=False)
     secret_key_file: Path = Path("var/secret_key")

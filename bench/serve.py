@@ -11,7 +11,7 @@ import argparse
 
 import uvicorn
 
-from authority.cli.main import UVICORN_OPTIONS
+from authority.cli.serve import UVICORN_OPTIONS
 
 
 def main() -> None:

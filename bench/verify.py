@@ -31,9 +31,10 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from authority.signing.keys import SigningKey, public_jwk_of, thumbprint
-from authority.signing.signer import AccessTokenSigner
+from authority.signing.records import thumbprint
+from authority.signing.signer import AccessTokenSigner, SigningKey
 from authority.verifier import InvalidToken, Verifier
+from authority.verifier.algorithms import RS256
 from bench.harness import BenchError, best_of, verdict
 
 TITLE = "Verifier.verify vs a bare decode+verify loop and PyJWT (in-process, one thread)"
@@ -45,11 +46,11 @@ TARGET_PYJWT = 1.5
 
 def signed_token() -> tuple[str, rsa.RSAPrivateKey, dict[str, Any]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = public_jwk_of(key)
+    jwk = RS256.public_jwk(key.public_key())
     kid = thumbprint(jwk)
     signer = AccessTokenSigner(ISSUER, ttl=3600)
     token = signer.sign(
-        SigningKey(kid, key, 0.0),
+        SigningKey(kid, RS256, key, 0.0),
         now=time.time(),
         sub="svc-orders",
         client_id="svc-orders",

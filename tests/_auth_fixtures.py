@@ -15,10 +15,10 @@ import httpx
 from litestar import Litestar
 from sqlalchemy import select
 
+from authority.accounts.users import create_user
+from authority.settings import Settings
 from authority.storage.database import create_engine
 from authority.storage.tables import LoginThrottle, RefreshFamily, RefreshToken, User
-from authority.settings import Settings
-from authority.accounts.users import create_user
 from tests._oauth_fixtures import PASSWORD, World, open_world, password_hash
 
 BASE_URL = "http://testserver.local"

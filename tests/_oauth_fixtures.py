@@ -23,16 +23,16 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from authority.web.app import create_app
 from authority.accounts.clients import ClientRecord, create_client, hash_secret
+from authority.accounts.passwords import hash_password
+from authority.accounts.users import UserRecord, create_user
+from authority.settings import Settings
+from authority.signing.file_store import FileKeyStore
+from authority.signing.manager import ensure_key
 from authority.storage.database import Database, create_engine
-from authority.signing.stores import FileKeyStore
 from authority.storage.migrate import upgrade
 from authority.storage.tables import Client, RefreshFamily, RefreshToken, RevokedAccessToken, User
-from authority.accounts.passwords import hash_password
-from authority.signing.manager import ensure_key
-from authority.settings import Settings
-from authority.accounts.users import UserRecord, create_user
+from authority.web.app import create_app
 
 FORM = "application/x-www-form-urlencoded"
 PASSWORD = "correct horse battery staple"

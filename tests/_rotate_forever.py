@@ -35,11 +35,12 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 
-from authority.storage.database import create_engine
-from authority.signing.keys import KeyRecord, lifecycle
-from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore, KeyTransaction
-from authority.signing.manager import prune, revoke, rotate
 from authority.settings import Settings
+from authority.signing.database_store import DatabaseKeyStore
+from authority.signing.file_store import FileKeyStore
+from authority.signing.manager import prune, revoke, rotate
+from authority.signing.records import KeyRecord, KeyStore, KeyTransaction, lifecycle
+from authority.storage.database import create_engine
 
 CHOICE = random.Random()  # noqa: S311 (which steps to take, nothing cryptographic)
 

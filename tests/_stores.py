@@ -8,6 +8,7 @@ or the database store on SQLite or PostgreSQL), migrated and holding its first k
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from authority.storage.database import create_engine
-from authority.signing.keys import KeyStatus, lifecycle
-from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore
-from authority.storage.migrate import upgrade
-from authority.signing.manager import RotateResult, ensure_key
 from authority.settings import Settings
+from authority.signing.database_store import DatabaseKeyStore
+from authority.signing.file_store import FileKeyStore
+from authority.signing.manager import KeyManager, RotateResult, ensure_key
+from authority.signing.records import KeyStatus, KeyStore, lifecycle
+from authority.signing.signer import SigningKey
+from authority.storage.database import create_engine
+from authority.storage.migrate import upgrade
 from tests.conftest import cli_env
 
 STORES = ["file", "sqlite", "postgresql"]
@@ -75,3 +78,12 @@ async def key_states(settings: Settings) -> list[KeyStatus]:
     async with open_store(settings) as store:
         records = await store.load()
     return lifecycle(records, time.time(), settings.retired_key_lifetime)
+
+
+def current_signing_key(settings: Settings) -> SigningKey:
+    """The key a server of ``settings`` (file key store) signs with now, loaded the way
+    the server loads it; on a thread of its own, as callers may be inside an event loop."""
+    manager = KeyManager(FileKeyStore(settings.keys_dir), settings)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, manager.load()).result()
+    return manager.signing_key()

@@ -27,8 +27,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from authority.storage.migrate import upgrade
 from authority.settings import Settings
+from authority.storage.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("AUTHORITY_TEST_POSTGRES_URL", "")

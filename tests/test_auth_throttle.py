@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 
 from authority.accounts import passwords, throttle
+from authority.accounts.throttle import Limits, record_failure, take_attempt
 from authority.storage.database import Database
 from authority.storage.migrate import upgrade
-from authority.accounts.throttle import Limits, record_failure, take_attempt
 from tests._auth_fixtures import Site, open_site, site_settings
 from tests._deployment import PASSWORD as ALICE_PASSWORD
 from tests._deployment import USERNAME, database, provision

@@ -33,10 +33,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jwt.algorithms import RSAAlgorithm
 
-from authority.signing.keys import KID_PATTERN, KeyRecord, KeyRing, lifecycle
-from authority.signing.stores import FileKeyStore
-from authority.signing.manager import KeyManager, rotate
 from authority.settings import Settings
+from authority.signing.file_store import FileKeyStore
+from authority.signing.keys import KeyRing
+from authority.signing.manager import KeyManager, rotate
+from authority.signing.records import KID_PATTERN, KeyRecord, lifecycle
 from tests._stores import PASSPHRASE, STORES, open_store, prepared_env, settings_of
 from tests.conftest import run_cli
 

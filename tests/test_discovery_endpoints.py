@@ -12,12 +12,13 @@ import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from litestar.testing import AsyncTestClient
 
-from authority.web.app import create_app
-from authority.signing.keys import KeyStoreError
-from authority.signing.stores import FileKeyStore
-from authority.storage.migrate import upgrade
-from authority.signing.manager import ensure_key, rotate
 from authority.settings import Settings
+from authority.signing.file_store import FileKeyStore
+from authority.signing.manager import ensure_key, rotate
+from authority.signing.records import KeyStoreError
+from authority.storage.migrate import upgrade
+from authority.web.app import create_app
+from tests._stores import current_signing_key
 
 
 @pytest.fixture
@@ -102,8 +103,7 @@ async def test_jwks_follows_a_rotation_made_elsewhere(
 
 async def test_published_key_verifies_what_the_current_key_signs(
         client: AsyncTestClient, settings: Settings) -> None:  # type: ignore[type-arg]
-    keys = client.app.state["keys"]
-    signing = keys.signing_key()
+    signing = current_signing_key(settings)
     token = jwt.encode({"sub": "x"}, signing.private_key, "RS256",
                        headers={"kid": signing.kid})
     jwks = jwt.PyJWKSet.from_dict((await client.get("/.well-known/jwks.json")).json())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from authority.signing.keys import KeyStoreError, decrypt, generate, thumbprint
+from authority.signing.keys import decrypt, generate
+from authority.signing.records import KeyStoreError, thumbprint
 
 # RFC 7638 section 3.1: the example key and its SHA-256 thumbprint.
 RFC7638_JWK = {

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from authority.signing.database_store import DatabaseKeyStore
+from authority.signing.file_store import FileKeyStore
+from authority.signing.keys import generate
+from authority.signing.records import KeyRecord, KeyStore, KeyStoreError
 from authority.storage.database import create_engine
-from authority.signing.keys import KeyRecord, KeyStoreError, generate
-from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore
 from authority.storage.migrate import upgrade
-from authority.storage.tables import SigningKey
+from authority.storage.tables import StoredKey
 
 PASSPHRASE = "contract-passphrase"
 
@@ -150,7 +152,7 @@ async def test_corrupted_key_is_one_clear_error(store: KeyStore) -> None:
     else:
         assert isinstance(store, DatabaseKeyStore)
         async with store.sessions() as session, session.begin():
-            await session.execute(update(SigningKey).values(public_jwk="not json"))
+            await session.execute(update(StoredKey).values(public_jwk="not json"))
     with pytest.raises(KeyStoreError, match=f"{key.kid}.*corrupted"):
         await store.load()
 
@@ -167,7 +169,7 @@ async def test_key_with_a_foreign_public_key_is_refused(store: KeyStore) -> None
     else:
         assert isinstance(store, DatabaseKeyStore)
         async with store.sessions() as session, session.begin():
-            await session.execute(update(SigningKey)
+            await session.execute(update(StoredKey)
                                   .values(public_jwk=json.dumps(other.public_jwk)))
     with pytest.raises(KeyStoreError, match="does not match its kid"):
         await store.load()

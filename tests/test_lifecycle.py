@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from authority.signing.keys import KeyStoreError
-from authority.signing.stores import FileKeyStore
+from authority.settings import Settings
+from authority.signing.file_store import FileKeyStore
 from authority.signing.manager import (
     KeyManager,
     auto_rotate,
@@ -18,7 +18,7 @@ from authority.signing.manager import (
     rotate,
     statuses,
 )
-from authority.settings import Settings
+from authority.signing.records import KeyStoreError
 from tests.conftest import Clock
 
 SETTINGS = Settings(env="test", access_ttl=900, jwks_max_age=300, leeway=30,

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from authority.accounts.clients import create_client
-from authority.storage.database import Database
-from authority.sessions.families import revoke_access_token, rotate, start_family
-from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
-from authority.sessions.pruning import prune_tokens
-from authority.signing.signer import new_refresh_token
 from authority.accounts.users import create_user
+from authority.sessions.families import revoke_access_token, rotate_token, start_family
+from authority.sessions.pruning import prune_tokens
+from authority.sessions.refresh_tokens import new_refresh_token
+from authority.storage.database import Database
+from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
 from tests.conftest import Clock
 
 TTL, FAMILY_TTL = 100, 1000
@@ -55,7 +55,7 @@ async def test_expired_families_go_and_live_ones_stay(db: Database, clock: Clock
     assert await prune_tokens(db, clock, batch=2) == 10
     assert await db.read(count, RefreshFamily) == 1
     assert await db.read(count, RefreshToken) == 1
-    result = await db.write(rotate, presented=live, replacement=new_refresh_token()[1],
+    result = await db.write(rotate_token, presented=live, replacement=new_refresh_token()[1],
                             client_id=client_id, now=clock.now, refresh_ttl=TTL, grace=0)
     assert result.outcome == "rotated"
 
@@ -65,12 +65,12 @@ async def test_a_consumed_token_is_kept_until_it_expires_so_reuse_is_still_caugh
     user_id, client_id = await setup_user(db)
     first = await new_family(db, user_id, client_id, clock.now)
     second = new_refresh_token()[1]
-    await db.write(rotate, presented=first, replacement=second, client_id=client_id,
+    await db.write(rotate_token, presented=first, replacement=second, client_id=client_id,
                    now=clock.now, refresh_ttl=TTL, grace=0)
     assert await prune_tokens(db, clock) == 0
     clock.advance(TTL - 1)
     assert await prune_tokens(db, clock) == 0
-    reuse = await db.write(rotate, presented=first, replacement=new_refresh_token()[1],
+    reuse = await db.write(rotate_token, presented=first, replacement=new_refresh_token()[1],
                            client_id=client_id, now=clock.now, refresh_ttl=TTL, grace=0)
     assert reuse.outcome == "reuse"
     clock.advance(2)

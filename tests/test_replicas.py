@@ -27,10 +27,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from authority.storage.database import create_engine
-from authority.signing.keys import lifecycle
-from authority.signing.manager import RotateResult, rotate
 from authority.settings import Settings
+from authority.signing.manager import RotateResult, rotate
+from authority.signing.records import lifecycle
+from authority.storage.database import create_engine
 from tests._stores import STORES, key_states, open_store, prepared_env, settings_of
 from tests.conftest import Server, run_cli, start_server
 

@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authority.web.app import create_app
 from authority.settings import Settings
+from authority.web.app import create_app
 from tests._oauth_fixtures import PASSWORD, open_world
 
 MAX_EXAMPLES = 60

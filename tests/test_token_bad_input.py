@@ -22,12 +22,12 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authority.grants import common as grants
-from authority.web import oauth
-from authority.storage.database import Database
+from authority.accounts.users import set_active
+from authority.sessions import service
 from authority.settings import Settings
 from authority.signing.signer import AccessTokenSigner
-from authority.accounts.users import set_active
+from authority.storage.database import Database
+from authority.web import oauth_forms
 from tests._oauth_fixtures import (
     FORM,
     PASSWORD,
@@ -37,6 +37,7 @@ from tests._oauth_fixtures import (
     encode_form,
     open_world,
 )
+from tests._stores import current_signing_key
 
 ONE_MB = 1 << 20
 
@@ -76,7 +77,7 @@ def sign(world: World, *, issuer: str | None = None, now: float | None = None) -
     """An access token signed with the authority's own current key."""
     signer = AccessTokenSigner(issuer or world.settings.issuer, world.settings.access_ttl)
     return signer.sign(
-        world.http.app.state["keys"].signing_key(),
+        current_signing_key(world.settings),
         now=time.time() if now is None else now,
         sub=str(world.user_id),
         client_id=world.client_id("app"),
@@ -106,7 +107,7 @@ def signed_by_a_stranger(world: World) -> str:
 
 
 def hs256_with_the_public_key(world: World) -> str:
-    public = world.http.app.state["keys"].signing_key().private_key.public_key()
+    public = current_signing_key(world.settings).private_key.public_key()
     secret = jwt.algorithms.RSAAlgorithm.to_jwk(public).encode()
     return forge(world, "HS256", lambda data: hmac.new(secret, data, hashlib.sha256).digest())
 
@@ -145,8 +146,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for owner, name in [
         (Database, "read"),
         (Database, "write"),
-        (grants, "averify_password"),
-        (oauth, "secret_matches"),
+        (service, "averify_password"),
+        (oauth_forms, "secret_matches"),
     ]:
         monkeypatch.setattr(owner, name, recording(name, getattr(owner, name)))
     return calls

@@ -12,15 +12,15 @@ import jwt
 import pytest
 from litestar.testing import AsyncTestClient
 
-from authority.web.app import create_app
 from authority.accounts.clients import ClientRecord, create_client, hash_secret
-from authority.storage.database import Database
-from authority.signing.stores import FileKeyStore
-from authority.storage.migrate import upgrade
 from authority.accounts.passwords import HASHER, hash_password
-from authority.signing.manager import ensure_key
-from authority.settings import Settings
 from authority.accounts.users import create_user, find_user, set_active
+from authority.settings import Settings
+from authority.signing.file_store import FileKeyStore
+from authority.signing.manager import ensure_key
+from authority.storage.database import Database
+from authority.storage.migrate import upgrade
+from authority.web.app import create_app
 
 SECRET = "s" * 40
 PASSWORD = "correct horse battery"

@@ -21,9 +21,6 @@ from authority.storage.database import Database
 from authority.storage.tables import Client
 
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
-GRANT_TYPES = frozenset({"client_credentials", "refresh_token", "password"})
-DEFAULT_GRANTS = ("client_credentials",)
-DEFAULT_PUBLIC_GRANTS = ("refresh_token",)
 
 
 @dataclass(frozen=True, slots=True)

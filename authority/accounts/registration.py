@@ -19,7 +19,9 @@ EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f.]+")
 @functools.cache
 def common_passwords() -> frozenset[str]:
     """The shipped list of common passwords (see ``authority/accounts/data/README.md``)."""
-    data = resources.files("authority.accounts").joinpath("data/common-passwords.txt.gz").read_bytes()
+    data = (
+        resources.files("authority.accounts").joinpath("data/common-passwords.txt.gz").read_bytes()
+    )
     return frozenset(gzip.decompress(data).decode().split("\n")) - {""}
 
 

@@ -99,13 +99,9 @@ def get_user(conn: Connection, user_id: int) -> UserRecord | None:
     return _record(row) if row is not None else None
 
 
-def set_password_hash(
-    conn: Connection, user_id: int, password_hash: str, *, changed_at: float | None = None
-) -> None:
-    values: dict[str, object] = {"password_hash": password_hash}
-    if changed_at is not None:
-        values["password_changed_at"] = changed_at
-    conn.execute(update(User).where(User.id == user_id).values(**values))
+def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> None:
+    """Replace a hash made with old parameters (the password itself is unchanged)."""
+    conn.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
 
 
 def set_active(conn: Connection, user_id: int, active: bool) -> None:

@@ -13,10 +13,12 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from authority.storage.database import Database, DatabaseUnavailable
-from authority.signing.keys import KeyStoreError
-from authority.signing.stores import FileKeyStore, KeyStore
 from authority.settings import Settings, SettingsError
+from authority.signing.database_store import DatabaseKeyStore
+from authority.signing.file_store import FileKeyStore
+from authority.signing.records import KeyStore, KeyStoreError
+from authority.storage.database import Database, DatabaseUnavailable
+from authority.storage.migrate import check_database
 
 T = TypeVar("T")
 # Wide enough for a full kid when output goes to a pipe or a file.
@@ -64,8 +66,6 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """The database, reachable and migrated, or a one-line error."""
-    from authority.web.app import check_database
-
     db = Database(settings.database_url)
     try:
         await check_database(db)
@@ -88,8 +88,6 @@ async def open_keystore(
                 ) from None
         yield FileKeyStore(settings.keys_dir)
         return
-    from authority.signing.stores import DatabaseKeyStore
-
     async with open_database(settings) as db:
         yield DatabaseKeyStore(db.engine)
 
@@ -98,3 +96,16 @@ def when(timestamp: float | None) -> str:
     if timestamp is None:
         return ""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def with_database(body: Callable[[Settings, Database], Coroutine[Any, Any, T]]) -> Callable[[], T]:
+    def work() -> T:
+        settings = load_settings()
+
+        async def go() -> T:
+            async with open_database(settings) as db:
+                return await body(settings, db)
+
+        return arun(go())
+
+    return work

@@ -1,12 +1,8 @@
-"""OAuth error responses (RFC 6749 section 5.2, RFC 7009, RFC 7662, RFC 8707).
-
-The error classes are Authlib's; this module adds the two codes Authlib lacks and
-turns any of them into a JSON response that is never cached.
-"""
+"""OAuth errors (RFC 6749 section 5.2, RFC 7009, RFC 7662, RFC 8707): Authlib's classes
+and the codes Authlib lacks. ``authority.web.http.error_response`` answers them."""
 
 from __future__ import annotations
 
-import msgspec
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
@@ -15,13 +11,8 @@ from authlib.oauth2.rfc6749.errors import (
     OAuth2Error,
     UnauthorizedClientError,
 )
-from litestar import Response
-from litestar.openapi.datastructures import ResponseSpec
 
 __all__ = [
-    "NO_STORE",
-    "UNAVAILABLE",
-    "ErrorBody",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",
@@ -32,29 +23,7 @@ __all__ = [
     "TemporarilyUnavailableError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
-    "error_response",
-    "error_spec",
 ]
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-class ErrorBody(msgspec.Struct):
-    """RFC 6749 section 5.2 error body; also every 503 of the service."""
-
-    error: str
-    error_description: str
-
-
-def error_spec(status: int, description: str, body: type = ErrorBody) -> dict[int, ResponseSpec]:
-    """An OpenAPI error response of ``body`` (without generated examples, so the
-    document is the same on every start)."""
-    return {status: ResponseSpec(body, description=description, generate_examples=False)}
-
-
-UNAVAILABLE = error_spec(
-    503, "temporarily_unavailable: storage unreachable or too busy; see Retry-After"
-)
 
 
 class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
@@ -85,13 +54,3 @@ class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]
 
     error = "temporarily_unavailable"
     status_code = 503
-
-
-def error_response(exc: OAuth2Error) -> Response[dict[str, str]]:
-    headers = dict(NO_STORE)
-    headers.update({k: v for k, v in exc.get_headers() if k.lower() == "www-authenticate"})
-    if exc.status_code == 503:
-        headers["Retry-After"] = "5"
-    if isinstance(exc, SlowDownError):
-        headers["Retry-After"] = str(exc.retry_after)
-    return Response(dict(exc.get_body()), status_code=exc.status_code, headers=headers)

@@ -1,4 +1,4 @@
-"""Refresh token families (SPEC section 5): rotation, reuse detection, revocation, pruning.
+"""Refresh token families (README, "Tokens"): rotation, reuse detection, revocation.
 
 Rotation is a compare-and-set, as in Ory fosite: ``UPDATE ... SET consumed_at = now
 WHERE id = ? AND consumed_at IS NULL`` and the row count says who won. The loser of a
@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -180,7 +180,7 @@ class _Row(NamedTuple):
     is_active: bool
 
 
-def rotate(
+def rotate_token(
     conn: Connection,
     *,
     presented: bytes,
@@ -368,47 +368,3 @@ def access_token_revoked(conn: Connection, jti: str) -> bool:
         ).scalar_one()
         > 0
     )
-
-
-def prune_batch(conn: Connection, now: float, batch: int) -> int:
-    """Delete one batch of dead rows: ``batch`` expired families with their tokens, and
-    up to 20 times ``batch`` expired used tokens and revocations; returns how many.
-    Callers loop in short transactions so that pruning never holds the lock for long.
-
-    A consumed token is kept until it expires: until then, presenting it again is
-    reuse and revokes the family. A family, revoked or not, is kept until its absolute
-    expiry, and then goes with its tokens."""
-    families = list(
-        conn.execute(
-            select(RefreshFamily.id).where(RefreshFamily.expires_at <= now).limit(batch)
-        ).scalars()
-    )
-    deleted = 0
-    if families:
-        deleted += conn.execute(
-            delete(RefreshToken).where(RefreshToken.family_id.in_(families))
-        ).rowcount
-        deleted += conn.execute(
-            delete(RefreshFamily).where(RefreshFamily.id.in_(families))
-        ).rowcount
-    used = list(
-        conn.execute(
-            select(RefreshToken.id)
-            .where(RefreshToken.expires_at <= now, RefreshToken.consumed_at.is_not(None))
-            .limit(batch * 20)
-        ).scalars()
-    )
-    if used:
-        deleted += conn.execute(delete(RefreshToken).where(RefreshToken.id.in_(used))).rowcount
-    expired = list(
-        conn.execute(
-            select(RevokedAccessToken.jti)
-            .where(RevokedAccessToken.expires_at <= now)
-            .limit(batch * 20)
-        ).scalars()
-    )
-    if expired:
-        deleted += conn.execute(
-            delete(RevokedAccessToken).where(RevokedAccessToken.jti.in_(expired))
-        ).rowcount
-    return int(deleted)

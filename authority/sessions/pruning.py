@@ -9,14 +9,60 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlalchemy import Connection, delete, select
+
 from authority.accounts import throttle
+from authority.clock import Clock
 from authority.storage.database import Database, DatabaseUnavailable
-from authority.sessions.families import prune_batch
-from authority.signing.keys import Clock
+from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
 
 BATCH = 100  # families (with all their tokens) per transaction: ~10-20 ms of lock
 PAUSE = 0.15  # seconds between batches: more than SQLite's longest busy-handler sleep
 log = logging.getLogger("authority.pruning")
+
+
+def prune_batch(conn: Connection, now: float, batch: int) -> int:
+    """Delete one batch of dead rows: ``batch`` expired families with their tokens, and
+    up to 20 times ``batch`` expired used tokens and revocations; returns how many.
+    Callers loop in short transactions so that pruning never holds the lock for long.
+
+    A consumed token is kept until it expires: until then, presenting it again is
+    reuse and revokes the family. A family, revoked or not, is kept until its absolute
+    expiry, and then goes with its tokens."""
+    families = list(
+        conn.execute(
+            select(RefreshFamily.id).where(RefreshFamily.expires_at <= now).limit(batch)
+        ).scalars()
+    )
+    deleted = 0
+    if families:
+        deleted += conn.execute(
+            delete(RefreshToken).where(RefreshToken.family_id.in_(families))
+        ).rowcount
+        deleted += conn.execute(
+            delete(RefreshFamily).where(RefreshFamily.id.in_(families))
+        ).rowcount
+    used = list(
+        conn.execute(
+            select(RefreshToken.id)
+            .where(RefreshToken.expires_at <= now, RefreshToken.consumed_at.is_not(None))
+            .limit(batch * 20)
+        ).scalars()
+    )
+    if used:
+        deleted += conn.execute(delete(RefreshToken).where(RefreshToken.id.in_(used))).rowcount
+    expired = list(
+        conn.execute(
+            select(RevokedAccessToken.jti)
+            .where(RevokedAccessToken.expires_at <= now)
+            .limit(batch * 20)
+        ).scalars()
+    )
+    if expired:
+        deleted += conn.execute(
+            delete(RevokedAccessToken).where(RevokedAccessToken.jti.in_(expired))
+        ).rowcount
+    return int(deleted)
 
 
 async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:

@@ -13,25 +13,21 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Literal
-
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import Any, Literal
 
 from authority import metrics
-from authority.signing.keys import (
-    Clock,
-    KeyRecord,
-    KeyRing,
-    KeyStatus,
-    KeyStoreError,
-    SigningKey,
-    decrypt,
-    generate,
-    lifecycle,
-    system_clock,
-)
-from authority.signing.stores import KeyStore, KeyTransaction
+from authority.clock import Clock, system_clock
 from authority.settings import Settings
+from authority.signing.keys import KeyRing, decrypt, generate
+from authority.signing.records import (
+    KeyRecord,
+    KeyStatus,
+    KeyStore,
+    KeyStoreError,
+    KeyTransaction,
+    lifecycle,
+)
+from authority.signing.signer import SigningKey
 
 log = logging.getLogger("authority.keys")
 
@@ -194,7 +190,7 @@ class KeyManager:
         # Why the last maintenance could not write to the store: reported until one can.
         self._step_problem: str | None = None
         self._fingerprint: str | None = None
-        self._private: dict[str, rsa.RSAPrivateKey] = {}
+        self._private: dict[str, Any] = {}
 
     def current_ring(self) -> KeyRing:
         if self.ring is None:

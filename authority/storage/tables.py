@@ -28,7 +28,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class SigningKey(Base):
+class StoredKey(Base):
     """A key of the database key store; its state follows from the timestamps."""
 
     __tablename__ = "signing_keys"

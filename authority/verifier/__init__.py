@@ -6,7 +6,8 @@ Importing it loads only the standard library and ``cryptography``. Framework glu
 
 from authority.verifier.cache import CachePolicy, Fetch, HttpResponse, httpx_fetch, urllib_fetch
 from authority.verifier.jose import InvalidToken, KeysUnavailable, Reason
-from authority.verifier.verify import MAX_TOKEN_BYTES, REQUIRED_CLAIMS, Verifier
+from authority.verifier.jws import MAX_TOKEN_BYTES
+from authority.verifier.verify import REQUIRED_CLAIMS, Verifier
 
 __all__ = [
     "MAX_TOKEN_BYTES",

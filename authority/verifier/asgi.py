@@ -25,7 +25,8 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from authority.verifier import InvalidToken, KeysUnavailable, Verifier
+from authority.verifier.jose import InvalidToken, KeysUnavailable
+from authority.verifier.verify import Verifier
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -25,14 +25,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from authority.verifier.jose import (
-    InvalidToken,
-    KeysUnavailable,
-    PublicKey,
-    json_object,
-    log,
-    parse_jwks,
-)
+from authority.verifier.jose import InvalidToken, KeysUnavailable, json_object, log
+from authority.verifier.jwks import PublicKey, parse_jwks
 
 if TYPE_CHECKING:
     import httpx

@@ -27,8 +27,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPlugin
 
-from authority.verifier import Verifier
 from authority.verifier.asgi import ASGIApp, BearerAuthMiddleware, Denied, Scope, check_scopes
+from authority.verifier.verify import Verifier
 
 NO_AUTH = "no_auth"
 

@@ -1,5 +1,5 @@
-"""The offline verifier (SPEC section 6): RS256 access tokens of the JWT profile of
-RFC 9068, checked against the issuer's published keys without a call per token.
+"""The offline verifier (docs/verifier.md): access tokens of the JWT profile of RFC 9068,
+checked against the issuer's published keys without a call per token.
 
     verifier = Verifier("https://auth.example.com", "api://orders")
     claims = verifier.verify(token)          # or: await verifier.averify(token)
@@ -7,9 +7,10 @@ RFC 9068, checked against the issuer's published keys without a call per token.
 Two visible steps, as in RFC 7515 section 5.2 then RFC 9068 section 4:
 
 1. the JWS: size, three segments, canonical base64url, JSON objects without duplicate
-   members or NaN, ``alg`` RS256, no ``jwk``/``jku``/``x5u``/``x5c``/``crit``, a
-   well-formed ``kid`` (all before any crypto), then the RSA signature with the key of
-   that ``kid`` (``verify_signature`` stops here and returns the payload);
+   members or NaN, an ``alg`` of ``authority.verifier.algorithms``, no
+   ``jwk``/``jku``/``x5u``/``x5c``/``crit``, a well-formed ``kid`` (all before any
+   crypto), then the signature with the key of that ``kid``, whose algorithm must be the
+   header's (``verify_signature`` stops here and returns the payload; ``jws.py``);
 2. the claims: ``typ`` at+jwt (checked with the header), ``iss`` exact, ``aud``,
    ``exp``/``nbf``/``iat`` numeric with leeway, the other RFC 9068 claims present.
 
@@ -20,59 +21,17 @@ Importing this loads only the standard library and ``cryptography``. Framework g
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from authority.verifier.cache import CachePolicy, Fetch, KeyCache, urllib_fetch
+from authority.verifier.jose import InvalidToken
+from authority.verifier.jwks import parse_jwks
+from authority.verifier.jws import check_header, check_signature, parse_access_token, split
 
-from authority.verifier.cache import (
-    CachePolicy,
-    Fetch,
-    HttpResponse,
-    KeyCache,
-    httpx_fetch,
-    urllib_fetch,
-)
-from authority.verifier.jose import (
-    InvalidToken,
-    KeysUnavailable,
-    PublicKey,
-    Reason,
-    b64decode,
-    json_object,
-    parse_jwks,
-)
-
-__all__ = [
-    "MAX_TOKEN_BYTES",
-    "REQUIRED_CLAIMS",
-    "CachePolicy",
-    "Fetch",
-    "HttpResponse",
-    "InvalidToken",
-    "KeysUnavailable",
-    "Reason",
-    "Verifier",
-    "httpx_fetch",
-    "urllib_fetch",
-]
-
-MAX_TOKEN_BYTES = 8192
 # RFC 9068 section 2.2: every access token of the profile carries these.
 REQUIRED_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
-# RFC 7515 section 4.1: a key or a key URL named by the token itself is a way for the
-# sender to choose the key that checks it.
-FORBIDDEN_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
-# A kid is looked up in a dictionary, never used as a path or in a query; this shape
-# also keeps unknown-kid refetches to key ids that could be real.
-KID = re.compile(r"[A-Za-z0-9._~@:+=-]{1,128}")
-
-_PKCS1 = padding.PKCS1v15()
-_SHA256 = hashes.SHA256()
 _STRINGS = ("sub", "client_id", "jti")
 
 
@@ -143,34 +102,34 @@ class Verifier:
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
         """The claims of a valid access token; InvalidToken with a ``reason`` otherwise."""
-        kid, claims, signing_input, signature = parse_access_token(token)
+        parsed = parse_access_token(token)
         now = self._clock()
         snapshot = self._cache.snapshot
-        key = snapshot.keys.get(kid)
+        key = snapshot.keys.get(parsed.kid)
         if key is None or now >= snapshot.refresh_at:
-            key = self._cache.get(kid, now)
-        _check_signature(key, signature, signing_input)
-        self._check_claims(claims, now)
-        return claims
+            key = self._cache.get(parsed.kid, now)
+        check_signature(key, parsed.alg, parsed.signature, parsed.signing_input)
+        self._check_claims(parsed.claims, now)
+        return parsed.claims
 
     async def averify(self, token: str | bytes) -> dict[str, Any]:
         """``verify`` for event loops: a key fetch, when needed, is awaited."""
-        kid, claims, signing_input, signature = parse_access_token(token)
+        parsed = parse_access_token(token)
         now = self._clock()
         snapshot = self._cache.snapshot
-        key = snapshot.keys.get(kid)
+        key = snapshot.keys.get(parsed.kid)
         if key is None or now >= snapshot.refresh_at:
-            key = await self._cache.aget(kid, now)
-        _check_signature(key, signature, signing_input)
-        self._check_claims(claims, now)
-        return claims
+            key = await self._cache.aget(parsed.kid, now)
+        check_signature(key, parsed.alg, parsed.signature, parsed.signing_input)
+        self._check_claims(parsed.claims, now)
+        return parsed.claims
 
     def verify_signature(self, token: str | bytes) -> bytes:
         """Only the JWS (algorithm, key, signature; no ``typ``, no claims): the payload."""
-        header, signing_input, payload, signature = _split(token)
-        kid = _check_header(header, typ=False)
+        header, signing_input, payload, signature = split(token)
+        alg, kid = check_header(header, typ=False)
         key = self._cache.get(kid, self._clock())
-        _check_signature(key, signature, signing_input)
+        check_signature(key, alg, signature, signing_input)
         return payload
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> None:
@@ -201,61 +160,6 @@ class Verifier:
             raise InvalidToken("not_yet_valid")
         if _time(claims["iat"], "iat") > now + self.leeway:
             raise InvalidToken("issued_in_future")
-
-
-def _split(token: object) -> tuple[dict[str, Any], bytes, bytes, bytes]:
-    """The header, signing input, payload and signature of a compact JWS."""
-    if type(token) is str:
-        if len(token) > MAX_TOKEN_BYTES:
-            raise InvalidToken("too_large")
-        try:
-            raw = token.encode("ascii")
-        except UnicodeEncodeError:
-            raise InvalidToken("malformed") from None
-    elif isinstance(token, bytes):
-        if len(token) > MAX_TOKEN_BYTES:
-            raise InvalidToken("too_large")
-        raw = token
-    else:
-        raise InvalidToken("malformed")
-    if raw.count(b".") != 2:
-        raise InvalidToken("malformed")
-    head, payload, signature = raw.split(b".")
-    header = json_object(b64decode(head))
-    return header, raw[: len(head) + 1 + len(payload)], b64decode(payload), b64decode(signature)
-
-
-def _check_header(header: dict[str, Any], *, typ: bool) -> str:
-    """The ``kid`` of an acceptable protected header (RFC 7515 section 4.1)."""
-    if header.get("alg") != "RS256":
-        raise InvalidToken("alg_not_allowed")
-    if typ and header.get("typ") != "at+jwt":
-        raise InvalidToken("bad_typ")
-    if not FORBIDDEN_HEADERS.isdisjoint(header):
-        raise InvalidToken("forbidden_header")
-    if "crit" in header:  # no extension is understood, so any crit must fail
-        raise InvalidToken("unsupported_crit")
-    kid = header.get("kid")
-    if type(kid) is not str or not KID.fullmatch(kid):
-        raise InvalidToken("bad_kid")
-    return kid
-
-
-def parse_access_token(token: object) -> tuple[str, dict[str, Any], bytes, bytes]:
-    """Every check that needs no key: ``(kid, claims, signing_input, signature)``.
-    The authority's introspection uses it too, so both judge tokens alike."""
-    header, signing_input, payload, signature = _split(token)
-    kid = _check_header(header, typ=True)
-    return kid, json_object(payload), signing_input, signature
-
-
-def _check_signature(key: PublicKey, signature: bytes, signing_input: bytes) -> None:
-    """RSASSA-PKCS1-v1_5 with SHA-256; OpenSSL also refuses a signature that is not
-    exactly as long as the modulus (RFC 8017 section 8.2.2)."""
-    try:
-        key.key.verify(signature, signing_input, _PKCS1, _SHA256)
-    except InvalidSignature:
-        raise InvalidToken("bad_signature") from None
 
 
 def _time(value: object, name: str) -> float:

@@ -10,53 +10,33 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from authority import __version__
-from authority.web.auth import auth_routes
 from authority.accounts.clients import ClientCache
-from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
-from authority.web.discovery import SKIP_METRICS, discovery_handlers
-from authority.web.frontend import frontend_handlers
-from authority.signing.keys import Clock, KeyStoreError, system_clock
-from authority.signing.stores import DatabaseKeyStore, FileKeyStore, KeyStore
-from authority.storage.migrate import current_revision, head_revision
-from authority.web.oauth import oauth_handlers
 from authority.accounts.passwords import HashingBusy
+from authority.clock import Clock, system_clock
 from authority.sessions.pruning import run_pruning
-from authority.signing.manager import KeyManager
 from authority.sessions.service import Authority
 from authority.settings import Settings
+from authority.signing.manager import KeyManager
+from authority.signing.records import KeyStoreError
 from authority.signing.signer import AccessTokenSigner, ClaimsHook
+from authority.signing.stores import make_keystore
+from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
+from authority.storage.migrate import check_database
+from authority.web.auth import auth_routes
+from authority.web.discovery import discovery_handlers
+from authority.web.frontend import frontend_handlers
+from authority.web.http import SKIP_METRICS, unavailable
+from authority.web.oauth import oauth_handlers
 
 log = logging.getLogger("authority")
-RETRY_AFTER = "5"
-
-
-def make_keystore(settings: Settings, db: Database) -> KeyStore:
-    if settings.keystore == "database":
-        return DatabaseKeyStore(db.engine)
-    return FileKeyStore(settings.keys_dir)
-
-
-async def check_database(db: Database) -> None:
-    """Reachable and migrated to this version's head, or one line saying which not."""
-    await db.ping()
-    try:
-        revision = await current_revision(db.engine)
-    except (OSError, OperationalError, DBAPIError) as exc:
-        raise DatabaseUnavailable(describe_db_error(exc)) from exc
-    if revision != head_revision():
-        raise DatabaseUnavailable(
-            f"database is at migration {revision or 'none'}, this version needs "
-            f"{head_revision()} (run `authority db upgrade`)"
-        )
 
 
 def cors_config(settings: Settings) -> CORSConfig | None:
@@ -80,7 +60,7 @@ def create_app(
     unreachable or unmigrated, or when no signing key can be loaded.
 
     ``claims_hook(claims) -> extra claims`` adds custom claims to every access token;
-    it cannot change the registered ones (``tokens.RESERVED_CLAIMS``).
+    it cannot change the registered ones (``authority.signing.signer.RESERVED_CLAIMS``).
     """
     problems = settings.production_problems()
     if problems:
@@ -158,8 +138,8 @@ def create_app(
     return Litestar(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
-            *oauth_handlers(auth),
-            auth_routes(auth),
+            *oauth_handlers(auth, keys),
+            auth_routes(auth, keys),
             *frontend_handlers(),
             live,
             ready,
@@ -189,7 +169,6 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin(path="/")],
         ),
-        state=State({"settings": settings, "keys": keys, "authority": auth}),
         debug=False,
     )
 
@@ -204,14 +183,7 @@ class Metrics(PrometheusController):
 
 def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     log.error("%s %s: unavailable: %s", request.method, request.url.path, exc)
-    return Response(
-        {
-            "error": "temporarily_unavailable",
-            "error_description": "the service cannot reach its storage; retry later",
-        },
-        status_code=503,
-        headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
-    )
+    return unavailable()
 
 
 def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:

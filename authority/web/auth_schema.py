@@ -12,8 +12,8 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 
-from authority.grants.errors import UNAVAILABLE, error_spec
 from authority.accounts.users import UserRecord
+from authority.web.http import UNAVAILABLE, error_spec
 
 Delivery = Literal["cookie", "body"]
 

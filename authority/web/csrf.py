@@ -9,7 +9,7 @@ cookies of another (cookie tossing from a sibling subdomain), is refused, and a 
 from before login stops working after it (login rotates it, like Django does).
 
 Litestar's ``CSRFConfig`` signs tokens too, but binds them to nothing and cannot exempt
-requests authenticated by an ``Authorization`` header, which the SPEC requires.
+requests authenticated by an ``Authorization`` header (README, "Logging in users").
 """
 
 from __future__ import annotations

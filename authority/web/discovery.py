@@ -13,32 +13,33 @@ from litestar.response.base import ASGIResponse
 
 from authority import metrics
 from authority.accounts.clients import all_scopes
-from authority.storage.database import Database
-from authority.grants.errors import UNAVAILABLE
+from authority.grants import GRANTS
+from authority.settings import Settings
 from authority.signing.keys import KeyRing
 from authority.signing.manager import KeyManager
-from authority.settings import Settings
+from authority.storage.database import Database
+from authority.verifier.algorithms import ALGORITHMS
+from authority.web.http import SKIP_METRICS, UNAVAILABLE
 
-GRANT_TYPES = ["client_credentials", "refresh_token", "password"]
-# Routes whose ``opt`` holds this key stay out of the per-request Prometheus middleware:
-# it costs as much as the JWKS handler itself, so the JWKS keeps a plain counter.
-SKIP_METRICS = "skip_metrics"
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
-
-class PublicJwk(msgspec.Struct):
-    """RFC 7517 section 4, RFC 7518 section 6.3.1: an RSA public key, nothing private."""
-
-    kty: str
-    use: str
-    alg: str
-    kid: str
-    n: str
-    e: str
+# RFC 7517 section 4: a public key, nothing private; the members of every registered
+# algorithm's key type (RFC 7518 section 6) are optional.
+PublicJwk = msgspec.defstruct(
+    "PublicJwk",
+    [
+        ("kty", str),
+        ("use", str),
+        ("alg", str),
+        ("kid", str),
+        *((m, str | None, None) for alg in ALGORITHMS.values() for m in alg.members),
+    ],
+    omit_defaults=True,
+)
 
 
 class Jwks(msgspec.Struct):
-    keys: list[PublicJwk]
+    keys: list[PublicJwk]  # type: ignore[valid-type]
 
 
 JWKS_RESPONSES = {
@@ -58,13 +59,13 @@ def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
             "introspection_endpoint": f"{issuer}/oauth/introspect",
-            "grant_types_supported": GRANT_TYPES,
+            "grant_types_supported": list(GRANTS),
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
             "scopes_supported": scopes,
             "response_types_supported": ["none"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
         }
     )
     document.validate()

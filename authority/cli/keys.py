@@ -1,0 +1,146 @@
+"""``authority keys``: list, rotate, revoke and prune signing keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from authority.cli.common import (
+    arun,
+    console,
+    json_option,
+    load_settings,
+    open_keystore,
+    run_command,
+    when,
+)
+from authority.clock import system_clock
+from authority.settings import Settings
+from authority.signing.manager import prune, revoke, rotate, statuses
+from authority.signing.records import KeyStore
+
+T = TypeVar("T")
+
+
+@click.group()
+def keys() -> None:
+    """Signing keys: list, rotate, revoke, prune."""
+
+
+def _key_command(
+    body: Callable[[Settings, KeyStore], Coroutine[Any, Any, T]], create_directory: bool = False
+) -> Callable[[], T]:
+    def work() -> T:
+        settings = load_settings()
+
+        async def go() -> T:
+            async with open_keystore(settings, create_directory) as store:
+                return await body(settings, store)
+
+        return arun(go())
+
+    return work
+
+
+@keys.command("list")
+@json_option
+def keys_list(as_json: bool) -> None:
+    """Show every key with its state."""
+
+    async def body(settings: Settings, store: KeyStore) -> list[dict[str, Any]]:
+        return [
+            {
+                "kid": s.record.kid,
+                "state": s.state,
+                "size": s.record.size,
+                "created_at": s.record.created_at,
+                "activate_at": s.record.activate_at,
+                "retired_at": s.retired_at,
+                "remove_after": s.remove_after,
+                "encrypted": s.record.encrypted,
+            }
+            for s in statuses(await store.load(), settings, system_clock())
+        ]
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        table = Table(
+            "kid", "state", "size", "created", "signs from", "retired", "removed after", "encrypted"
+        )
+        for r in rows:
+            table.add_row(
+                r["kid"],
+                r["state"],
+                str(r["size"]),
+                when(r["created_at"]),
+                when(r["activate_at"]),
+                when(r["retired_at"]),
+                when(r["remove_after"]),
+                "yes" if r["encrypted"] else "NO",
+            )
+        console.print(table)
+
+    run_command(as_json, _key_command(body), show)
+
+
+@keys.command("rotate")
+@click.option(
+    "--now",
+    "now_",
+    is_flag=True,
+    help="Make the new key current at once (emergencies: tokens signed with it "
+    "fail at verifiers whose JWKS cache predates it).",
+)
+@click.option("--size", type=click.Choice(["2048", "3072", "4096"]), help="RSA key size.")
+@json_option
+def keys_rotate(now_: bool, size: str | None, as_json: bool) -> None:
+    """Publish a new key; it signs after KEY_PUBLISH_DELAY (or at once with --now)."""
+
+    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
+        result = await rotate(store, settings, now_=now_, size=int(size) if size else None)
+        return {"outcome": result.outcome, "kid": result.kid, "activate_at": result.activate_at}
+
+    def show(r: dict[str, Any]) -> None:
+        messages = {
+            "created": "published new key",
+            "promoted": "promoted pending key",
+            "pending": "a next key is already pending, nothing to do:",
+        }
+        console.print(
+            f"{messages[r['outcome']]} [bold]{r['kid']}[/], signs from {when(r['activate_at'])}"
+        )
+
+    run_command(as_json, _key_command(body, create_directory=True), show)
+
+
+@keys.command("revoke")
+@click.argument("kid")
+@json_option
+def keys_revoke(kid: str, as_json: bool) -> None:
+    """Remove a key from the JWKS now (compromise); tokens it signed stop verifying."""
+
+    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
+        replacement = await revoke(store, settings, kid)
+        return {"revoked": kid, "replacement": replacement.kid if replacement else None}
+
+    def show(r: dict[str, Any]) -> None:
+        console.print(f"revoked [bold]{r['revoked']}[/]")
+        if r["replacement"]:
+            console.print(f"[bold]{r['replacement']}[/] signs from now on")
+
+    run_command(as_json, _key_command(body), show)
+
+
+@keys.command("prune")
+@json_option
+def keys_prune(as_json: bool) -> None:
+    """Delete retired keys whose tokens have all expired."""
+
+    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
+        return {"pruned": await prune(store, settings)}
+
+    run_command(
+        as_json, _key_command(body), lambda r: console.print(f"pruned {len(r['pruned'])} key(s)")
+    )

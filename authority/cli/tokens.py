@@ -1,0 +1,53 @@
+"""``authority tokens``: prune dead refresh tokens, revoke a user's sessions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from authority.cli.common import console, json_option, run_command, with_database
+from authority.cli.users import existing_user
+from authority.sessions.families import revoke_user_families
+from authority.sessions.pruning import prune_tokens
+from authority.settings import Settings
+from authority.storage.database import Database
+
+
+@click.group()
+def tokens() -> None:
+    """Refresh token sessions: prune, revoke."""
+
+
+@tokens.command("prune")
+@json_option
+def tokens_prune(as_json: bool) -> None:
+    """Delete expired families, expired consumed tokens and expired revocations."""
+
+    async def body(settings: Settings, db: Database) -> dict[str, Any]:
+        return {"deleted": await prune_tokens(db, time.time)}
+
+    run_command(
+        as_json, with_database(body), lambda r: console.print(f"deleted {r['deleted']} row(s)")
+    )
+
+
+@tokens.command("revoke")
+@click.option("--user", "username", required=True, help="Revoke every session of this user.")
+@json_option
+def tokens_revoke(username: str, as_json: bool) -> None:
+    """Revoke every refresh token family (session) of a user."""
+
+    async def body(settings: Settings, db: Database) -> dict[str, Any]:
+        user = await existing_user(db, username)
+        revoked = await db.write(revoke_user_families, user.id, "revoked by operator", time.time())
+        return {"username": user.username, "sessions_revoked": revoked}
+
+    run_command(
+        as_json,
+        with_database(body),
+        lambda r: console.print(
+            f"revoked {r['sessions_revoked']} session(s) of [bold]{r['username']}[/]"
+        ),
+    )

@@ -1,0 +1,38 @@
+"""The ``client_credentials`` grant (RFC 6749 section 4.4): a confidential client
+acting for itself."""
+
+from __future__ import annotations
+
+from authority import metrics
+from authority.accounts.clients import ClientRecord
+from authority.grants.common import (
+    Params,
+    TokenResponse,
+    bearer,
+    requested_audience,
+    requested_scope,
+)
+from authority.grants.errors import UnauthorizedClientError
+from authority.sessions.service import Authority
+
+GRANT_TYPE = "client_credentials"
+PARAMETERS = ("scope", "audience")
+
+
+async def handle(
+    auth: Authority, client: ClientRecord, params: Params, address: str
+) -> TokenResponse:
+    if client.is_public:
+        raise UnauthorizedClientError(description="public clients cannot use client_credentials")
+    scope = requested_scope(params, client.scopes)
+    audience = requested_audience(params, client, auth.settings.audience)
+    token = auth.signer.sign(
+        auth.keys.signing_key(),
+        now=auth.clock(),
+        sub=client.client_id,
+        client_id=client.client_id,
+        scope=scope,
+        audience=audience,
+    )
+    metrics.TOKENS_ISSUED.labels(GRANT_TYPE).inc()
+    return bearer(token.token, auth.signer.ttl, scope, None)

@@ -1,0 +1,45 @@
+"""The ``refresh_token`` grant (RFC 6749 section 6), with rotation and reuse detection
+(README, "Tokens"): every use hands out a new refresh token, and presenting a
+used one revokes the whole session."""
+
+from __future__ import annotations
+
+from authority.accounts.clients import ClientRecord
+from authority.grants.common import Params, TokenResponse, bearer, parse_scope
+from authority.grants.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+)
+from authority.sessions.service import (
+    AudienceRefused,
+    Authority,
+    RefreshRefused,
+    ScopeRefused,
+    issue_access_token,
+    refresh_session,
+)
+
+GRANT_TYPE = "refresh_token"
+PARAMETERS = ("refresh_token", "scope", "audience")
+
+
+async def handle(
+    auth: Authority, client: ClientRecord, params: Params, address: str
+) -> TokenResponse:
+    raw = params.get("refresh_token")
+    if raw is None:
+        raise InvalidRequestError(description="refresh_token is required")
+    scope = parse_scope(params)
+    try:
+        session = await refresh_session(auth, client.client_id, raw, scope, params.get("audience"))
+    except ScopeRefused as exc:
+        raise InvalidScopeError(description=str(exc)) from None
+    except AudienceRefused as exc:
+        raise InvalidTargetError(description=str(exc)) from None
+    except RefreshRefused as exc:
+        raise InvalidGrantError(description=str(exc)) from None
+    granted = " ".join(scope) if scope is not None else session.family.scope
+    access = issue_access_token(auth, client.client_id, session.family, granted)
+    return bearer(access.token, auth.signer.ttl, granted, session.refresh_token)

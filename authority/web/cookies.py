@@ -1,0 +1,182 @@
+"""The browser's login session: which user a request's access token names, which
+session its cookies belong to, the CSRF check of cookie requests, and the cookies
+themselves (README, "Logging in users"). ``/auth`` uses it, and any page of the
+authority that acts for a signed-in browser can.
+
+Cookie requests must pass the CSRF check of ``authority.web.csrf``. A request with an
+``Authorization: Bearer`` header is authenticated by that header alone: its cookies
+are ignored and it needs no CSRF token (a cross-site page cannot set that header
+without a CORS preflight, which only ``CORS_ORIGINS`` pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, cast
+
+from litestar import Request
+from litestar.datastructures import Cookie
+from sqlalchemy import Connection
+
+from authority.accounts.clients import ClientRecord
+from authority.accounts.users import UserRecord, get_user
+from authority.sessions.families import access_token_revoked, find_family, session_active
+from authority.sessions.refresh_tokens import parse_refresh_token
+from authority.sessions.service import Authority
+from authority.signing.manager import KeyManager
+from authority.signing.own_tokens import decode_own_access_token
+from authority.web import csrf
+from authority.web.auth_schema import AuthError
+from authority.web.http import bearer_token
+
+# The public client row behind /auth (migration 0004): it has no OAuth grant.
+FIRST_PARTY = ClientRecord(
+    client_id="authority-web",
+    name="first-party web and app login (/auth)",
+    is_public=True,
+    grant_types=frozenset(),
+    scopes=frozenset(),
+    audiences=(),
+    is_active=True,
+    secret_hash=None,
+)
+ACCESS_COOKIE = "access_token"
+REFRESH_COOKIE = "refresh_token"
+REFRESH_PATH = "/auth"
+
+
+def _session_user(conn: Connection, sid: str, jti: str, user_id: int) -> UserRecord | None:
+    if access_token_revoked(conn, jti) or not session_active(conn, sid):
+        return None
+    user = get_user(conn, user_id)
+    return user if user is not None and user.is_active else None
+
+
+class CookieSessions:
+    """Built once per app from its ``Authority`` and key manager."""
+
+    def __init__(self, auth: Authority, keys: KeyManager):
+        settings = auth.settings
+        self.auth = auth
+        self.keys = keys
+        self.csrf_key = csrf.derive_key(auth.secret_key)
+        self.trusted_origins = (*settings.cors_origins, settings.issuer)
+        self.samesite = cast(Literal["lax", "strict", "none"], settings.cookie_samesite)
+
+    # --- who the request is ------------------------------------------------------------
+
+    def claims_of(self, token: str | None, *, expired_ok: bool = False) -> dict[str, Any] | None:
+        """Verified claims of one of our user access tokens (they carry a ``sid``)."""
+        if not token:
+            return None
+        claims = decode_own_access_token(
+            self.keys.current_ring(),
+            token,
+            issuer=self.auth.settings.issuer,
+            now=None if expired_ok else self.auth.clock(),
+            leeway=0,
+        )
+        if claims is None or type(claims.get("sid")) is not str:
+            return None
+        sub = claims.get("sub")
+        return claims if isinstance(sub, str) and sub.isascii() and sub.isdigit() else None
+
+    async def current_user(self, request: Request[Any, Any, Any]) -> UserRecord | None:
+        """The user of the request's access token (header first, else cookie), while
+        the token is unexpired and unrevoked and its session stands."""
+        token = bearer_token(request)
+        if token is None:
+            token = request.cookies.get(ACCESS_COOKIE)
+        claims = self.claims_of(token)
+        if claims is None:
+            return None
+        return await self.auth.db.read(
+            _session_user, claims["sid"], claims["jti"], int(claims["sub"])
+        )
+
+    async def refresh_cookie_family(self, request: Request[Any, Any, Any]) -> str | None:
+        """The session of the refresh cookie, looked up at most once per request (the
+        CSRF check and logout may both ask)."""
+        state = request.state
+        if "refresh_family" not in state:
+            presented = parse_refresh_token(request.cookies.get(REFRESH_COOKIE, ""))
+            family = await self.auth.db.read(find_family, presented) if presented else None
+            if family is not None and family.client_id != FIRST_PARTY.client_id:
+                family = None
+            state["refresh_family"] = family.id if family is not None else None
+        return cast(str | None, state["refresh_family"])
+
+    async def cookie_session(self, request: Request[Any, Any, Any]) -> str:
+        """The login session the request's cookies belong to ("" when none), which
+        CSRF tokens are bound to. An expired access cookie still names its session."""
+        claims = self.claims_of(request.cookies.get(ACCESS_COOKIE), expired_ok=True)
+        if claims is not None:
+            return str(claims["sid"])
+        return await self.refresh_cookie_family(request) or ""
+
+    # --- CSRF --------------------------------------------------------------------------
+
+    async def require_csrf(self, request: Request[Any, Any, Any]) -> None:
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if not csrf.origin_allowed(request.headers.get("origin"), own, self.trusted_origins):
+            raise AuthError(403, "origin not allowed")
+        session = await self.cookie_session(request)
+        if not csrf.double_submit_ok(
+            self.csrf_key,
+            request.headers.get(csrf.HEADER),
+            request.cookies.get(csrf.COOKIE),
+            session,
+        ):
+            raise AuthError(403, csrf.FAILED)
+
+    async def csrf_token(self, request: Request[Any, Any, Any]) -> str:
+        """The request's CSRF token while it still fits its session, else a new one
+        (so that tabs don't clobber each other)."""
+        session = await self.cookie_session(request)
+        token = request.cookies.get(csrf.COOKIE)
+        if not csrf.token_fits(self.csrf_key, token, session) or token is None:
+            token = csrf.new_token(self.csrf_key, session)
+        return token
+
+    # --- cookies -----------------------------------------------------------------------
+
+    def cookie(
+        self, key: str, value: str, max_age: int, *, path: str = "/", http_only: bool = True
+    ) -> Cookie:
+        return Cookie(
+            key=key,
+            value=value,
+            max_age=max_age,
+            path=path,
+            httponly=http_only,
+            secure=self.auth.settings.secure_cookies,
+            samesite=self.samesite,
+        )
+
+    def session_cookies(self, access: str, refresh: str, refresh_expires_in: int) -> list[Cookie]:
+        return [
+            self.cookie(ACCESS_COOKIE, access, self.auth.settings.access_ttl),
+            self.cookie(REFRESH_COOKIE, refresh, refresh_expires_in, path=REFRESH_PATH),
+        ]
+
+    def csrf_cookie(self, token: str) -> Cookie:
+        return self.cookie(
+            csrf.COOKIE, token, self.auth.settings.refresh_family_ttl, http_only=False
+        )
+
+    def login_cookies(
+        self, access: str, refresh: str, refresh_expires_in: int, session: str
+    ) -> list[Cookie]:
+        """A new session's cookies; login rotates the CSRF token, so the anonymous one
+        stops working."""
+        return [
+            *self.session_cookies(access, refresh, refresh_expires_in),
+            self.csrf_cookie(csrf.new_token(self.csrf_key, session)),
+        ]
+
+    def cleared_session(self) -> list[Cookie]:
+        """Token cookies deleted, and a fresh anonymous CSRF token."""
+        return [
+            self.cookie(ACCESS_COOKIE, "", 0),
+            self.cookie(REFRESH_COOKIE, "", 0, path=REFRESH_PATH),
+            self.csrf_cookie(csrf.new_token(self.csrf_key, "")),
+        ]
