@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
+from authority.accounts.users import UserRecord, find_user
 from authority.settings import Settings, SettingsError
 from authority.signing.database_store import DatabaseKeyStore
 from authority.signing.file_store import FileKeyStore
@@ -109,3 +110,10 @@ def with_database(body: Callable[[Settings, Database], Coroutine[Any, Any, T]]) 
         return arun(go())
 
     return work
+
+
+async def existing_user(db: Database, username: str) -> UserRecord:
+    user = await db.read(find_user, username)
+    if user is None:
+        raise CommandError(f"no user {username!r}")
+    return user

@@ -16,11 +16,12 @@ except ImportError as missing:  # the base install is only the verifier library
         "pip install 'authority[server]'"
     ) from None
 
-from authority.cli.clients import clients
+from authority.cli.clients import clients_group
 from authority.cli.keys import keys
 from authority.cli.serve import db, serve, setup
 from authority.cli.tokens import tokens
 from authority.cli.users import users
+from authority.grants import GRANTS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +30,5 @@ def main() -> None:
     """Token authority: signed access tokens, rotating keys, refresh token families."""
 
 
-for command in (serve, setup, db, keys, users, clients, tokens):
+for command in (serve, setup, db, keys, users, clients_group(sorted(GRANTS)), tokens):
     main.add_command(command)

@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from authority.cli.common import console, json_option, run_command, with_database
-from authority.cli.users import existing_user
+from authority.cli.common import console, existing_user, json_option, run_command, with_database
 from authority.sessions.families import revoke_user_families
 from authority.sessions.pruning import prune_tokens
 from authority.settings import Settings

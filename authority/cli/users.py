@@ -11,8 +11,15 @@ from sqlalchemy import Connection
 
 from authority.accounts.passwords import ahash_password
 from authority.accounts.registration import registration_problems
-from authority.accounts.users import UserExists, UserRecord, create_user, find_user, set_active
-from authority.cli.common import CommandError, console, json_option, run_command, with_database
+from authority.accounts.users import UserExists, create_user, set_active
+from authority.cli.common import (
+    CommandError,
+    console,
+    existing_user,
+    json_option,
+    run_command,
+    with_database,
+)
 from authority.sessions.families import revoke_user_families
 from authority.settings import Settings
 from authority.storage.database import Database
@@ -61,13 +68,6 @@ def users_create(username: str, email: str, password_stdin: bool, as_json: bool)
         with_database(body),
         lambda r: console.print(f"created user [bold]{r['username']}[/] (id {r['id']})"),
     )
-
-
-async def existing_user(db: Database, username: str) -> UserRecord:
-    user = await db.read(find_user, username)
-    if user is None:
-        raise CommandError(f"no user {username!r}")
-    return user
 
 
 def disable_user(conn: Connection, user_id: int, now: float) -> int:

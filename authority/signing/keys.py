@@ -80,7 +80,7 @@ class KeyRing:
         )
         keys = [
             {"kty": r.public_jwk["kty"], "use": "sig", "alg": r.algorithm.name, "kid": r.kid}
-            | {name: r.public_jwk[name] for name in r.algorithm.members}
+            | r.algorithm.public_fields(r.public_jwk)
             for r in self.records
         ]
         self.jwks = json.dumps({"keys": keys}, separators=(",", ":")).encode()

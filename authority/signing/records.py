@@ -66,7 +66,7 @@ def public_jwk_members(raw: Any) -> dict[str, str]:
     algorithm = algorithm_of_jwk(raw)
     if algorithm is None:
         raise ValueError("public key is of no supported algorithm")
-    return {"kty": algorithm.kty, **{name: str(raw[name]) for name in algorithm.members}}
+    return algorithm.public_fields(raw)
 
 
 def check_record(record: KeyRecord) -> None:

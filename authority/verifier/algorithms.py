@@ -27,7 +27,7 @@ class Algorithm:
 
     name: str  # the JWS "alg" (RFC 7518 section 3.1)
     kty: str  # the JWK "kty" (RFC 7518 section 6.1)
-    members: tuple[str, ...]  # the public JWK members besides kty, in RFC 7638 order
+    members: tuple[str, ...]  # the base64url public JWK members (RFC 7518 section 6)
     generate: Callable[[int], Any]  # key size (bits) -> private key
     sign: Callable[[Any, bytes], bytes]  # private key, signing input -> signature
     # public key, signature, signing input; raises InvalidSignature
@@ -37,10 +37,25 @@ class Algorithm:
     load_public: Callable[[Mapping[str, bytes]], Any]
     private_type: type
     public_type: type
+    crv: str | None = None  # the JWK "crv" of elliptic-curve key types
+
+    def matches(self, jwk: Mapping[str, Any]) -> bool:
+        """Whether a JWK (without ``alg``) has this algorithm's key type (and curve)."""
+        return jwk.get("kty") == self.kty and (self.crv is None or jwk.get("crv") == self.crv)
 
     def public_jwk(self, public_key: Any) -> dict[str, str]:
-        """The public JWK of a key: ``kty`` and its members, nothing private."""
-        return {"kty": self.kty, **self.public_members(public_key)}
+        """The public JWK of a key: ``kty``, ``crv`` and its members, nothing private."""
+        return self.public_fields(
+            {"kty": self.kty, "crv": self.crv, **self.public_members(public_key)}
+        )
+
+    def public_fields(self, jwk: Mapping[str, Any]) -> dict[str, str]:
+        """The public fields of a JWK of this algorithm, in RFC 7638 member order
+        (KeyError when one is missing)."""
+        fields = {"kty": self.kty}
+        if self.crv is not None:
+            fields["crv"] = self.crv
+        return fields | {name: str(jwk[name]) for name in self.members}
 
 
 def _b64url(data: bytes) -> str:
@@ -133,8 +148,8 @@ def algorithm_of_jwk(jwk: Mapping[str, Any]) -> Algorithm | None:
     alg = jwk.get("alg")
     if alg is not None:
         found = ALGORITHMS.get(alg) if isinstance(alg, str) else None
-        return found if found is not None and found.kty == jwk.get("kty") else None
-    candidates = [a for a in ALGORITHMS.values() if a.kty == jwk.get("kty")]
+        return found if found is not None and found.matches(jwk) else None
+    candidates = [a for a in ALGORITHMS.values() if a.matches(jwk)]
     return candidates[0] if len(candidates) == 1 else None
 
 

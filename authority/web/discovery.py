@@ -32,7 +32,13 @@ PublicJwk = msgspec.defstruct(
         ("use", str),
         ("alg", str),
         ("kid", str),
-        *((m, str | None, None) for alg in ALGORITHMS.values() for m in alg.members),
+        *(
+            (name, str | None, None)
+            for name in dict.fromkeys(
+                ["crv"] * any(a.crv for a in ALGORITHMS.values())
+                + [m for a in ALGORITHMS.values() for m in a.members]
+            )
+        ),
     ],
     omit_defaults=True,
 )
