@@ -23,7 +23,7 @@ from typing import Any
 from bench.harness import Server, authority_cli, authority_env, baseline, free_port, server
 
 USERNAME = "bench"
-EMAIL = "b@x"
+EMAIL = "bench@example.com"
 DB_FILE = "var/authority.db"
 
 
