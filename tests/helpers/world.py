@@ -159,7 +159,8 @@ class World:
 
     @property
     def app(self) -> Litestar:
-        return self.http.app
+        app: Litestar = self.http.app
+        return app
 
     # --- users and sessions ------------------------------------------------------
 
@@ -167,7 +168,9 @@ class World:
         self, username: str, email: str, password_hash_: str | None = None
     ) -> UserRecord:
         """A user with ``PASSWORD`` (or the given hash)."""
-        hashed = password_hash_ or await asyncio.to_thread(password_hash)
+        hashed = password_hash_
+        if hashed is None:
+            hashed = await asyncio.to_thread(password_hash)
         return await self.db.write(
             create_user, username=username, email=email, password_hash=hashed, now=time.time()
         )

@@ -130,8 +130,8 @@ def assert_rfc9068(
 def tampered(token: str) -> str:
     """The token with one payload claim changed and the signature kept."""
     header, payload, signature = token.split(".")
-    claims = jwt.api_jws.base64url_decode(payload)
-    forged = jwt.api_jws.base64url_encode(claims.replace(b'"read write"', b'"admin"')).decode()
+    claims = jwt.utils.base64url_decode(payload)
+    forged = jwt.utils.base64url_encode(claims.replace(b'"read write"', b'"admin"')).decode()
     assert forged != payload
     return f"{header}.{forged}.{signature}"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from authority.settings import Settings
@@ -30,14 +31,14 @@ async def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(create_app(settings)) as client:
         yield client
 
 
 async def test_metadata_is_valid_rfc8414(
-    client: AsyncTestClient,
-    settings: Settings,  # type: ignore[type-arg]
+    client: AsyncTestClient[Litestar],
+    settings: Settings,
 ) -> None:
     response = await client.get("/.well-known/oauth-authorization-server")
     assert response.status_code == 200
@@ -59,7 +60,7 @@ async def test_metadata_is_valid_rfc8414(
         assert field in document
 
 
-async def test_jwks_holds_public_rsa_keys_only(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_jwks_holds_public_rsa_keys_only(client: AsyncTestClient[Litestar]) -> None:
     response = await client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
@@ -69,7 +70,7 @@ async def test_jwks_holds_public_rsa_keys_only(client: AsyncTestClient) -> None:
     assert (keys[0]["kty"], keys[0]["use"], keys[0]["alg"]) == ("RSA", "sig", "RS256")
 
 
-async def test_jwks_has_cache_control_and_a_strong_etag(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_jwks_has_cache_control_and_a_strong_etag(client: AsyncTestClient[Litestar]) -> None:
     response = await client.get("/.well-known/jwks.json")
     assert response.headers["cache-control"] == "public, max-age=123"
     etag = response.headers["etag"]
@@ -80,8 +81,8 @@ async def test_jwks_has_cache_control_and_a_strong_etag(client: AsyncTestClient)
 
 @pytest.mark.parametrize("header", ["{etag}", "W/{etag}", '"other", {etag}', "*"])
 async def test_matching_if_none_match_gives_304_without_body(
-    client: AsyncTestClient, header: str
-) -> None:  # type: ignore[type-arg]
+    client: AsyncTestClient[Litestar], header: str
+) -> None:
     etag = (await client.get("/.well-known/jwks.json")).headers["etag"]
     response = await client.get(
         "/.well-known/jwks.json", headers={"If-None-Match": header.format(etag=etag)}
@@ -91,15 +92,17 @@ async def test_matching_if_none_match_gives_304_without_body(
     assert response.headers["etag"] == etag
 
 
-async def test_stale_if_none_match_gets_the_full_document(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_stale_if_none_match_gets_the_full_document(
+    client: AsyncTestClient[Litestar],
+) -> None:
     response = await client.get("/.well-known/jwks.json", headers={"If-None-Match": '"stale"'})
     assert response.status_code == 200
     assert response.json()["keys"]
 
 
 async def test_jwks_follows_a_rotation_made_elsewhere(
-    client: AsyncTestClient, settings: Settings
-) -> None:  # type: ignore[type-arg]
+    client: AsyncTestClient[Litestar], settings: Settings
+) -> None:
     before = await client.get("/.well-known/jwks.json")
     new = await rotate(FileKeyStore(settings.keys_dir), settings)
     for _ in range(50):
@@ -112,8 +115,8 @@ async def test_jwks_follows_a_rotation_made_elsewhere(
 
 
 async def test_published_key_verifies_what_the_current_key_signs(
-    client: AsyncTestClient, settings: Settings
-) -> None:  # type: ignore[type-arg]
+    client: AsyncTestClient[Litestar], settings: Settings
+) -> None:
     keys = client.app.state["keys"]
     signing = keys.signing_key()
     token = jwt.encode({"sub": "x"}, signing.private_key, "RS256", headers={"kid": signing.kid})
@@ -121,7 +124,7 @@ async def test_published_key_verifies_what_the_current_key_signs(
     assert jwt.decode(token, jwks[signing.kid].key, ["RS256"])["sub"] == "x"
 
 
-async def test_health_live_and_ready(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_health_live_and_ready(client: AsyncTestClient[Litestar]) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
@@ -130,8 +133,8 @@ async def test_health_live_and_ready(client: AsyncTestClient) -> None:  # type: 
 
 
 async def test_ready_reports_a_broken_key_store_while_signing_goes_on(
-    client: AsyncTestClient, settings: Settings
-) -> None:  # type: ignore[type-arg]
+    client: AsyncTestClient[Litestar], settings: Settings
+) -> None:
     for path in settings.keys_dir.glob("*.json"):
         path.write_text("{broken")
     for _ in range(50):
@@ -143,7 +146,7 @@ async def test_ready_reports_a_broken_key_store_while_signing_goes_on(
     assert checks["signing_key"].startswith("ok")
 
 
-async def test_metrics_are_prometheus_text(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_metrics_are_prometheus_text(client: AsyncTestClient[Litestar]) -> None:
     await client.get("/.well-known/jwks.json")
     await client.get("/health/live")
     response = await client.get("/metrics")
@@ -161,7 +164,7 @@ async def test_metrics_are_prometheus_text(client: AsyncTestClient) -> None:  # 
         assert name in response.text
 
 
-async def test_openapi_document_and_browsable_page(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_openapi_document_and_browsable_page(client: AsyncTestClient[Litestar]) -> None:
     document = (await client.get("/schema/openapi.json")).json()
     assert "/.well-known/jwks.json" in document["paths"]
     page = await client.get("/schema")
@@ -169,7 +172,7 @@ async def test_openapi_document_and_browsable_page(client: AsyncTestClient) -> N
     assert page.headers["content-type"].startswith("text/html")
 
 
-async def test_unknown_path_is_a_json_404(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_unknown_path_is_a_json_404(client: AsyncTestClient[Litestar]) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404
     assert json.loads(response.content)["status_code"] == 404
