@@ -288,7 +288,7 @@ async def watch_store(settings: Settings, seconds: float) -> History:
             try:
                 records = await store.load()
             except FileNotFoundError:
-                continue  # a file store race of its own, see test_crash_safety.py
+                continue  # a file store race of its own, see tests/chaos/test_crash_safety.py
             now = time.time()
             index = len(history.times)
             history.times.append(now)
