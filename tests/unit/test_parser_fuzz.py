@@ -152,6 +152,7 @@ def test_arbitrary_bytes_and_text_are_refused_only_with_invalid_token(
         verifier.verify_signature(token)
 
 
+@pytest.mark.slow  # seconds of examples
 @FAST
 @given(header=SEGMENTS, payload=SEGMENTS, signature=SEGMENTS)
 def test_well_formed_looking_tokens_not_signed_by_the_key_are_refused(
@@ -168,6 +169,7 @@ def test_well_formed_looking_tokens_not_signed_by_the_key_are_refused(
     rejected(verifier, token)
 
 
+@pytest.mark.slow  # seconds of examples
 @FAST
 @given(header=JSON_OBJECTS, body=JSON_OBJECTS)
 def test_tokens_with_arbitrary_headers_and_claims_but_a_foreign_signature_are_refused(
@@ -234,6 +236,7 @@ def test_segments_swapped_between_valid_tokens_are_refused(
 # --- refresh tokens -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of examples
 @FAST
 @given(value=st.text(max_size=100) | st.from_regex(r"[A-Za-z0-9_-]{40,46}", fullmatch=True))
 def test_refresh_token_parsing_never_raises_and_hashes_only_well_formed_tokens(
@@ -248,6 +251,7 @@ def test_refresh_token_parsing_never_raises_and_hashes_only_well_formed_tokens(
         assert parsed is None
 
 
+@pytest.mark.slow  # seconds of examples
 @FAST
 @given(value=st.from_regex(re.compile(r"[A-Za-z0-9_-]{43}\n"), fullmatch=True))
 def test_a_refresh_token_with_a_trailing_newline_is_not_a_refresh_token(value: str) -> None:

@@ -153,6 +153,7 @@ def test_the_served_document_is_the_one_fuzzed(app: Litestar) -> None:
     assert served.raw_schema == schema.raw_schema
 
 
+@pytest.mark.slow  # seconds per operation
 @schema.parametrize()
 # The app and the credentials are meant to be shared by the examples of one operation.
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
