@@ -47,7 +47,10 @@ def access_token(authority: Server, client: dict[str, str]) -> str:
 
 
 @dataclass
-class Deployment:
+class ExampleDeployment:
+    """The example resource server and the authority it trusts (not a
+    ``tests.helpers.deployment.Deployment``: its own clients and audience)."""
+
     url: str  # the resource server
     authority: Server
     reader: dict[str, str]
@@ -55,7 +58,7 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, servers: list[Server]) -> Iterator[Deployment]:
+def deployment(tmp_path: Path, servers: list[Server]) -> Iterator[ExampleDeployment]:
     env = authority_env(tmp_path)
     cli(tmp_path, env, "setup")
     with ThreadPoolExecutor(2) as pool:  # the CLI starts slowly: overlap the steps
@@ -90,7 +93,7 @@ def deployment(tmp_path: Path, servers: list[Server]) -> Iterator[Deployment]:
                         break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            yield Deployment(url, authority, reader.result(), writer.result())
+            yield ExampleDeployment(url, authority, reader.result(), writer.result())
         finally:
             process.terminate()
             try:
@@ -100,7 +103,7 @@ def deployment(tmp_path: Path, servers: list[Server]) -> Iterator[Deployment]:
                 process.wait()
 
 
-def test_example_resource_server_answers_200_401_and_403(deployment: Deployment) -> None:
+def test_example_resource_server_answers_200_401_and_403(deployment: ExampleDeployment) -> None:
     url, reader, writer = deployment.url, deployment.reader, deployment.writer
     read_token = access_token(deployment.authority, reader)
     write_token = access_token(deployment.authority, writer)
