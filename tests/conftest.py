@@ -20,7 +20,7 @@ from authority.storage.migrate import upgrade
 from tests.helpers.clock import Clock
 from tests.helpers.postgres import BACKENDS, postgres_database
 from tests.helpers.processes import Server
-from tests.helpers.world import World, WorldConfig, open_world, settings_in
+from tests.helpers.world import World, WorldConfig
 
 TESTS = Path(__file__).resolve().parent
 SLOW_FOLDERS = ("integration", "browser", "chaos")
@@ -107,9 +107,7 @@ async def running_world(
     cost most of the run), tests staying apart by users of their own. A module whose
     tests need a new app and database each overrides this with a function-scoped
     fixture (``tests/unit/test_auth_throttle.py``)."""
-    directory = tmp_path_factory.mktemp("world")
-    settings = settings_in(directory, **world_config.settings)
-    async with open_world(settings, world_config.clients) as opened:
+    async with world_config.open(tmp_path_factory.mktemp("world")) as opened:
         yield opened
 
 

@@ -89,6 +89,10 @@ class WorldConfig:
     clients: Mapping[str, ClientSpec] = field(default_factory=lambda: CLIENTS)
     session_scope: str | None = None
 
+    def open(self, directory: Path) -> contextlib.AbstractAsyncContextManager[World]:
+        """``open_world`` on this configuration, its files in ``directory``."""
+        return open_world(settings_in(directory, **self.settings), self.clients)
+
 
 def settings_in(directory: Path, **overrides: Any) -> Settings:
     """Settings for an in-process app whose files live in ``directory``."""

@@ -18,7 +18,7 @@ from authority.storage.database import Database
 from authority.storage.migrate import upgrade
 from tests.helpers.clock import Clock
 from tests.helpers.deployment import database
-from tests.helpers.world import PASSWORD, World, WorldConfig, open_world, settings_in
+from tests.helpers.world import PASSWORD, World, WorldConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ACCOUNT_LIMIT, ADDRESS_LIMIT, WINDOW = 3, 8, 60
@@ -38,8 +38,7 @@ def world_config() -> WorldConfig:
 @pytest_asyncio.fixture(loop_scope="module")
 async def running_world(world_config: WorldConfig, tmp_path: Path) -> AsyncIterator[World]:
     """A new app and database for every test: the counters start at zero."""
-    settings = settings_in(tmp_path, **world_config.settings)
-    async with open_world(settings, world_config.clients) as opened:
+    async with world_config.open(tmp_path) as opened:
         yield opened
 
 

@@ -18,7 +18,6 @@ from tests.helpers.world import (
     World,
     WorldConfig,
     open_world,
-    settings_in,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -38,8 +37,7 @@ def world_config() -> WorldConfig:
 async def running_world(world_config: WorldConfig, tmp_path: Path) -> AsyncIterator[World]:
     """A new app and database for every test (tests change Alice), with a service
     and a public app client."""
-    settings = settings_in(tmp_path, **world_config.settings)
-    async with open_world(settings, world_config.clients) as opened:
+    async with world_config.open(tmp_path) as opened:
         await opened.add_user("Alice", "alice@example.com")
         yield opened
 
