@@ -17,7 +17,7 @@ test: $(DEV_DEPS)
 
 lint: $(DEV_DEPS)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check authority
+	$(BIN)/ruff format --check authority tests bench
 	$(BIN)/mypy
 
 bench: $(DEV_DEPS)

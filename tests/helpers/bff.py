@@ -1,0 +1,265 @@
+"""What the BFF tests (``tests/browser/test_bff.py``, ``tests/chaos/test_bff_outages.py``)
+run and look at: ``examples/bff`` end to end, with a real ``redis-server``, ``authority
+serve``, the example resource server and two BFF processes sharing one Redis (as
+behind a load balancer); the BFF's session records in Redis, and the refresh families
+at the authority.
+
+The authority runs with ``REFRESH_REUSE_GRACE=0``: a second refresh with one token
+revokes the whole family, so "exactly one refresh" is strict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from examples.bff.sessions import session_key
+from tests.helpers.deployment import PASSWORD, USERNAME, Deployment, provision
+from tests.helpers.processes import ROOT, Server, cli_env, free_port
+from tests.helpers.redis_server import RedisServer, need_redis
+
+COOKIE = "bff_session"
+CSRF = {"X-Requested-With": "test"}
+CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
+
+
+@dataclass
+class Process:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(
+    argv: list[str],
+    workdir: Path,
+    name: str,
+    env: dict[str, str],
+    port: int | None = None,
+    wait: float = 30,
+) -> Process:
+    """Start ``argv`` with ``PORT`` set; return once its ``/health`` answers 200."""
+    port = port or free_port()
+    log = workdir / f"{name}-{port}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            argv, cwd=workdir, env={**env, "PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT
+        )
+    started = Process(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + wait
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
+                return started
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            started.stop()
+            raise AssertionError(f"{name} not ready after {wait}s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def start_resource_server(workdir: Path, issuer: str, port: int | None = None) -> Process:
+    return spawn(
+        [sys.executable, str(ROOT / "examples" / "resource_server.py")],
+        workdir,
+        "resource-server",
+        cli_env(AUTHORITY_ISSUER=issuer),
+        port,
+    )
+
+
+def start_bff(workdir: Path, authority_url: str, api_url: str, redis_url: str) -> Process:
+    env = cli_env(
+        PYTHONPATH=str(ROOT / "examples"),
+        BFF_AUTHORITY_URL=authority_url,
+        BFF_API_URL=api_url,
+        BFF_REDIS_URL=redis_url,
+        BFF_COOKIE_SECURE="false",
+    )
+    return spawn([sys.executable, "-m", "bff"], workdir, "bff", env)
+
+
+@dataclass
+class Stack:
+    deployment: Deployment
+    authority: Server
+    redis: RedisServer
+    api: Process
+    bffs: list[Process]
+
+    @property
+    def url(self) -> str:
+        return self.bffs[0].url
+
+    def browser(self, index: int = 0) -> httpx.Client:
+        """A client that keeps cookies, as a browser would."""
+        return httpx.Client(base_url=self.bffs[index].url, timeout=20)
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path) -> Iterator[Stack]:
+    """Redis, the authority (on SQLite), the resource server and two BFFs, started side
+    by side in ``workdir``; all stopped on exit."""
+    binary = need_redis()
+    with contextlib.ExitStack() as cleanup, ThreadPoolExecutor(3) as pool:
+        redis_server = RedisServer(binary, workdir)
+        started_redis = pool.submit(redis_server.start)
+        cleanup.callback(redis_server.stop)
+        deployment = provision(
+            workdir,
+            f"sqlite+aiosqlite:///{workdir / 'authority.db'}",
+            AUTHORITY_REFRESH_REUSE_GRACE="0",
+        )
+        cleanup.callback(deployment.stop)
+        [authority] = deployment.start()
+        started_redis.result()
+        api_url = f"http://127.0.0.1:{free_port()}"
+        futures = [
+            pool.submit(
+                start_resource_server, workdir, authority.url, int(api_url.rsplit(":", 1)[1])
+            )
+        ]
+        futures += [
+            pool.submit(start_bff, workdir, authority.url, api_url, redis_server.url)
+            for _ in range(2)
+        ]
+        started, failures = [], []
+        for future in futures:
+            try:
+                started.append(future.result())
+            except AssertionError as exc:
+                failures.append(exc)
+        for process in started:
+            cleanup.callback(process.stop)
+        if failures:
+            raise failures[0]
+        api, *bffs = started
+        yield Stack(deployment, authority, redis_server, api, bffs)
+
+
+def emptied(running: Stack) -> Stack:
+    """The running stack with an empty Redis (and Redis up, whatever the last test did)."""
+    if running.redis.process is None:
+        running.redis.start()
+    with running.redis.client() as redis:
+        redis.flushall()
+    return running
+
+
+def browser_at(process: Process, address: str) -> httpx.Client:
+    """A browser at another loopback address (all of 127.0.0.0/8 is local on Linux),
+    so that the BFF sees a client address of its own."""
+    return httpx.Client(
+        base_url=process.url, timeout=20, transport=httpx.HTTPTransport(local_address=address)
+    )
+
+
+def log_in(browser: httpx.Client) -> str:
+    response = browser.post("/login", json=CREDENTIALS, headers=CSRF)
+    assert response.status_code == 200, response.text
+    return browser.cookies[COOKIE]
+
+
+def set_cookie(response: httpx.Response) -> Any:
+    """The BFF's session cookie as set by ``response``, or None."""
+    for header in response.headers.get_list("set-cookie"):
+        parsed = SimpleCookie(header)
+        if COOKIE in parsed:
+            return parsed[COOKIE]
+    return None
+
+
+def stored(stack: Stack, session_id: str) -> dict[str, Any] | None:
+    with stack.redis.client() as redis:
+        raw = redis.get(session_key(session_id))
+    return json.loads(raw) if raw else None
+
+
+def rewrite(stack: Stack, session_id: str, **fields: float) -> None:
+    """Change fields of the stored session record, keeping its TTL."""
+    with stack.redis.client() as redis:
+        key = session_key(session_id)
+        record = json.loads(redis.get(key))
+        record.update(fields)
+        assert redis.set(key, json.dumps(record), keepttl=True, xx=True)
+
+
+def force_expiry(stack: Stack, session_id: str) -> None:
+    """Make the stored access token expired, as time would."""
+    past = time.time() - 1
+    rewrite(stack, session_id, refresh_at=past, access_expires_at=past)
+
+
+@contextlib.contextmanager
+def second_authority(stack: Stack, workdir: Path, **env: str) -> Iterator[tuple[Server, Process]]:
+    """Another authority process on the same database and keys, under the first one's
+    issuer (so the API accepts its tokens), with ``env``; and a BFF of its own."""
+    [authority] = stack.deployment.start(1, **{"AUTHORITY_ISSUER": stack.authority.url, **env})
+    try:
+        bff = start_bff(workdir, authority.url, stack.api.url, stack.redis.url)
+        try:
+            yield authority, bff
+        finally:
+            bff.stop()
+    finally:
+        authority.stop()
+
+
+def family_of(stack: Stack, refresh: str) -> str:
+    rows = stack.deployment.query(
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = :hash",
+        hash=hashlib.sha256(refresh.encode()).digest(),
+    )
+    assert len(rows) == 1
+    return str(rows[0][0])
+
+
+def tokens_in_family(stack: Stack, family: str) -> int:
+    rows = stack.deployment.query(
+        "SELECT count(*) FROM refresh_tokens WHERE family_id = :family", family=family
+    )
+    return int(rows[0][0])
+
+
+def revocation(stack: Stack, family: str) -> tuple[float | None, str | None]:
+    rows = stack.deployment.query(
+        "SELECT revoked_at, revoke_reason FROM refresh_families WHERE id = :family", family=family
+    )
+    return rows[0].revoked_at, rows[0].revoke_reason
+
+
+def address_failures(stack: Stack) -> dict[str, int]:
+    """The authority's failed-login counters per client address."""
+    rows = stack.deployment.query(
+        "SELECT key, failures FROM login_throttle WHERE key LIKE 'address:%'"
+    )
+    return {row.key.removeprefix("address:"): int(row.failures) for row in rows}
+
+
+def active_families(stack: Stack) -> int:
+    rows = stack.deployment.query("SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
+    return int(rows[0][0])

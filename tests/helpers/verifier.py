@@ -1,0 +1,210 @@
+"""Helpers for the verifier tests (no tests here): RSA keys and their JWKs, a token
+signer that can also write raw bytes, and a real JWKS server on 127.0.0.1 that counts
+its requests and fails on demand."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+ISSUER = "https://issuer.example"
+AUDIENCE = "api://orders"
+NOW = 1_800_000_000.0
+JWKS_PATH = "/.well-known/jwks.json"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def rsa_key(number: int = 0, size: int = 2048) -> rsa.RSAPrivateKey:
+    """Key ``number``: the same object for the whole test run (generation is slow)."""
+    return _generated(number, size)
+
+
+@functools.cache
+def _generated(number: int, size: int) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=size)
+
+
+def public_jwk(key: rsa.RSAPrivateKey) -> dict[str, str]:
+    """The JWK the authority publishes: kid = RFC 7638 thumbprint."""
+    numbers = key.public_key().public_numbers()
+    n = b64(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"))
+    e = b64(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"))
+    canonical = json.dumps({"e": e, "kty": "RSA", "n": n}, separators=(",", ":"))
+    kid = b64(hashlib.sha256(canonical.encode()).digest())
+    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e}
+
+
+def kid_of(key: rsa.RSAPrivateKey) -> str:
+    return public_jwk(key)["kid"]
+
+
+def jwks(*keys: rsa.RSAPrivateKey) -> dict[str, Any]:
+    return {"keys": [public_jwk(k) for k in keys]}
+
+
+def claims(now: float = NOW, **changes: Any) -> dict[str, Any]:
+    """RFC 9068 claims as the authority issues them; a change to None drops the claim."""
+    values: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "svc",
+        "aud": AUDIENCE,
+        "exp": int(now) + 900,
+        "iat": int(now),
+        "jti": "Jx2m3Zq0aTfX9v6lq1d6Qw",
+        "client_id": "svc",
+        "scope": "orders:read",
+    }
+    values.update(changes)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def header(key: rsa.RSAPrivateKey | None = None, **changes: Any) -> dict[str, Any]:
+    values = {"alg": "RS256", "typ": "at+jwt", "kid": kid_of(key or rsa_key()), **changes}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def encode(value: dict[str, Any] | bytes) -> bytes:
+    return value if isinstance(value, bytes) else json.dumps(value).encode()
+
+
+def sign(
+    payload: dict[str, Any] | bytes | None = None,
+    head: dict[str, Any] | bytes | None = None,
+    key: rsa.RSAPrivateKey | None = None,
+) -> str:
+    """A compact JWS, RS256-signed with ``key``; raw bytes are encoded as given."""
+    key = key or rsa_key()
+    signing_input = (
+        b64(encode(head if head is not None else header(key)))
+        + "."
+        + b64(encode(payload if payload is not None else claims()))
+    )
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64(signature)
+
+
+# --- a JWKS server -------------------------------------------------------------------
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up early (the verifier reads at most 1 MiB) is expected."""
+
+
+class JwksServer:
+    """``/.well-known/oauth-authorization-server`` and the JWKS on 127.0.0.1.
+
+    ``mode``: ``ok``; ``error`` (500); ``garbage`` (200, not JSON); ``empty`` (200,
+    no keys); ``huge`` (200, 2 MiB); ``slow`` (answers after ``delay`` seconds);
+    ``drop`` (closes the connection without an answer). The metadata follows ``mode``.
+    """
+
+    def __init__(self, *keys: rsa.RSAPrivateKey):
+        self.keys = list(keys) or [rsa_key()]
+        self.mode = "ok"
+        self.delay = 0.0
+        self.cache_control: str | None = "public, max-age=300"
+        self.requests: Counter[str] = Counter()
+        self.not_modified = 0
+        self.lock = threading.Lock()
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.issuer = self.url
+
+    def count(self, path: str = JWKS_PATH) -> int:
+        with self.lock:
+            return self.requests[path]
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.requests.values())
+
+    def wait_for(self, path: str, count: int, timeout: float = 5) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count(path) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path}: {self.count(path)} requests, expected {count}")
+            time.sleep(0.005)
+
+    def body(self, path: str) -> bytes:
+        if self.mode == "garbage":
+            return b"<html>502 Bad Gateway</html>"
+        if path == METADATA_PATH:
+            return json.dumps({"issuer": self.issuer, "jwks_uri": self.url + JWKS_PATH}).encode()
+        if self.mode == "empty":
+            return b'{"keys":[]}'
+        if self.mode == "huge":
+            return b'{"keys":[' + b" " * (2 << 20) + b"]}"
+        return json.dumps(jwks(*self.keys)).encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                with server.lock:  # what is answered is decided on arrival
+                    server.requests[self.path] += 1
+                    mode, delay = server.mode, server.delay
+                    body = server.body(self.path)
+                if mode == "slow":
+                    time.sleep(delay)
+                if mode == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode == "error" or self.path not in (JWKS_PATH, METADATA_PATH):
+                    self.send_response(500 if mode == "error" else 404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                if self.headers.get("If-None-Match") == etag:
+                    with server.lock:
+                        server.not_modified += 1
+                    self.send_response(304)
+                    body = b""
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                if server.cache_control is not None:
+                    self.send_header("Cache-Control", server.cache_control)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+@contextmanager
+def jwks_server(*keys: rsa.RSAPrivateKey) -> Iterator[JwksServer]:
+    server = JwksServer(*keys)
+    thread = threading.Thread(target=server.httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        thread.join(5)

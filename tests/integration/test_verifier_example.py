@@ -1,0 +1,132 @@
+"""``examples/resource_server.py`` end to end: a real authority process issues tokens
+with ``client_credentials``, a real resource server process verifies them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.processes import ROOT, Server, cli_env, free_port, run_cli, start_server
+
+AUDIENCE = "api://orders"
+
+
+def authority_env(workdir: Path) -> dict[str, str]:
+    return cli_env(
+        AUTHORITY_SECRET_KEY="k" * 40,
+        AUTHORITY_AUDIENCE=AUDIENCE,
+        AUTHORITY_DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'authority.db'}",
+        AUTHORITY_KEYS_DIR=str(workdir / "keys"),
+    )
+
+
+def cli(workdir: Path, env: dict[str, str], *args: str) -> dict[str, str]:
+    result = run_cli(workdir, *args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def access_token(authority: Server, client: dict[str, str]) -> str:
+    response = httpx.post(
+        f"{authority.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+@dataclass
+class ExampleDeployment:
+    """The example resource server and the authority it trusts (not a
+    ``tests.helpers.deployment.Deployment``: its own clients and audience)."""
+
+    url: str  # the resource server
+    authority: Server
+    reader: dict[str, str]
+    writer: dict[str, str]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, servers: list[Server]) -> Iterator[ExampleDeployment]:
+    env = authority_env(tmp_path)
+    cli(tmp_path, env, "setup")
+    with ThreadPoolExecutor(2) as pool:  # the CLI starts slowly: overlap the steps
+        reader = pool.submit(
+            cli, tmp_path, env, "clients", "create", "reader", "--scope", "orders:read"
+        )
+        writer = pool.submit(
+            cli, tmp_path, env, "clients", "create", "writer", "--scope", "orders:write"
+        )
+        authority = start_server(tmp_path, env)
+        servers.append(authority)
+        port = free_port()
+        log = tmp_path / "resource-server.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "examples" / "resource_server.py")],
+                cwd=tmp_path,
+                env=cli_env(
+                    AUTHORITY_ISSUER=authority.url, AUTHORITY_AUDIENCE=AUDIENCE, PORT=str(port)
+                ),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            yield ExampleDeployment(url, authority, reader.result(), writer.result())
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_example_resource_server_answers_200_401_and_403(deployment: ExampleDeployment) -> None:
+    url, reader, writer = deployment.url, deployment.reader, deployment.writer
+    read_token = access_token(deployment.authority, reader)
+    write_token = access_token(deployment.authority, writer)
+
+    allowed = httpx.get(f"{url}/orders", headers={"Authorization": f"Bearer {read_token}"})
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["client_id"] == reader["client_id"]
+
+    me = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {write_token}"})
+    assert (me.status_code, me.json()["sub"], me.json()["aud"]) == (
+        200,
+        writer["client_id"],
+        AUDIENCE,
+    )
+
+    missing = httpx.get(f"{url}/orders")
+    assert (missing.status_code, missing.headers["www-authenticate"]) == (401, "Bearer")
+
+    forged = httpx.get(f"{url}/orders", headers={"Authorization": f"Bearer {read_token}x"})
+    assert forged.status_code == 401
+    assert forged.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+    wrong_scope = httpx.get(f"{url}/orders", headers={"Authorization": f"Bearer {write_token}"})
+    assert wrong_scope.status_code == 403
+    assert 'error="insufficient_scope"' in wrong_scope.headers["www-authenticate"]
+    assert 'scope="orders:read"' in wrong_scope.headers["www-authenticate"]
