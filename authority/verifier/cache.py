@@ -318,7 +318,7 @@ class KeyCache:
             except ValueError as exc:
                 raise FetchError(str(exc)) from None
             if not keys:
-                raise FetchError("JWKS has no usable RS256 key")
+                raise FetchError("JWKS has no usable signing key")
             fallback, etag = self.policy.default_max_age, response.headers.get("etag")
         else:
             raise FetchError(f"JWKS endpoint answered HTTP {response.status}")
