@@ -28,16 +28,40 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 
 class CommandError(Exception):
-    """A failure to report as one line."""
+    """A failure to report: one line per problem."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 @contextlib.contextmanager
 def reported(as_json: bool) -> Iterator[None]:
-    """Turn the failures an operator can fix into one line and exit status 1."""
+    """Turn the failures an operator can fix into one line each and exit status 1."""
     try:
         yield
-    except (CommandError, SettingsError, KeyStoreError, DatabaseUnavailable) as exc:
-        fail(str(exc), as_json)
+    except CommandError as exc:
+        fail(exc.problems, as_json)
+    except (SettingsError, KeyStoreError, DatabaseUnavailable) as exc:
+        fail([str(exc)], as_json)
+
+
+class CommandGroup(click.Group):
+    """The ``authority`` group: usage errors (an unknown option, a bad value) are one
+    line and exit status 1 like every other error, ``{"error": ...}`` under --json;
+    no "Aborted!" when an interrupt or a missing terminal ends a command."""
+
+    def main(self, args: Any = None, *rest: Any, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            return super().main(argv, *rest, **{**extra, "standalone_mode": False})
+        except click.UsageError as exc:
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            fail([exc.format_message() + where], "--json" in argv)
+        except click.ClickException as exc:
+            fail([exc.format_message()], "--json" in argv)
+        except click.Abort:
+            fail(["interrupted"], "--json" in argv)
 
 
 def run_command(as_json: bool, work: Callable[[], T], show: Callable[[T], None]) -> None:
@@ -49,10 +73,11 @@ def run_command(as_json: bool, work: Callable[[], T], show: Callable[[T], None])
         show(result)
 
 
-def fail(message: str, as_json: bool) -> NoReturn:
+def fail(problems: list[str], as_json: bool) -> NoReturn:
     if as_json:
-        click.echo(json.dumps({"error": message}))
-    click.echo(f"error: {message}", err=True)
+        click.echo(json.dumps({"error": "; ".join(problems), "problems": problems}))
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
     sys.exit(1)
 
 

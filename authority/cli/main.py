@@ -17,6 +17,7 @@ except ImportError as missing:  # the base install is only the verifier library
     ) from None
 
 from authority.cli.clients import clients_group
+from authority.cli.common import CommandGroup
 from authority.cli.keys import keys
 from authority.cli.serve import db, serve, setup
 from authority.cli.tokens import tokens
@@ -24,7 +25,7 @@ from authority.cli.users import users
 from authority.grants import GRANTS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="authority")
 def main() -> None:
     """Token authority: signed access tokens, rotating keys, refresh token families."""

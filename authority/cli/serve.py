@@ -54,7 +54,7 @@ def serve(host: str | None, port: int | None, workers: int | None, as_json: bool
         settings = load_settings()
         problems = settings.production_problems()
         if problems:
-            raise CommandError("; ".join(problems))
+            raise CommandError(*problems)
         arun(_preflight(settings))
     if as_json:
         click.echo(

@@ -17,6 +17,7 @@ from authority.cli.common import (
     console,
     existing_user,
     json_option,
+    reported,
     run_command,
     with_database,
 )
@@ -33,6 +34,8 @@ def users() -> None:
 def read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for the password: give it with --password-stdin")
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
@@ -43,13 +46,14 @@ def read_password(from_stdin: bool) -> str:
 @json_option
 def users_create(username: str, email: str, password_stdin: bool, as_json: bool) -> None:
     """Create a user (asks for the password unless --password-stdin)."""
+    with reported(as_json):
+        password = read_password(password_stdin)
 
     async def body(settings: Settings, db: Database) -> dict[str, Any]:
-        password = read_password(password_stdin)
         # The same rules as sign-up (/auth/register), one line each.
         problems = registration_problems(username, email, password)
         if problems:
-            raise CommandError("; ".join(problems.values()))
+            raise CommandError(*problems.values())
         password_hash = await ahash_password(password)
         try:
             user = await db.write(
