@@ -146,7 +146,7 @@ class Settings:
             raise SettingsError("AUTHORITY_SECRET_KEY is required in production")
         path = self.secret_key_file
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass
