@@ -248,7 +248,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
         return Response(
             upstream.content,
             status_code=upstream.status_code,
-            media_type="application/json",
+            media_type=upstream.headers.get("content-type") or "application/json",
             headers={name: upstream.headers[name] for name in RESPONSE_HEADERS
                      if name in upstream.headers},
             cookies=[cookie(request.cookies[settings.session_cookie], ttl)] if ttl else [],
