@@ -19,6 +19,10 @@ from dotenv import dotenv_values
 PREFIX = "AUTHORITY_"
 KEY_SIZES = (2048, 3072, 4096)
 MIN_SECRET_KEY = 32
+# Production refuses a shorter KEY_PASSPHRASE (README, "Signing keys"): the PKCS#8
+# encryption's key derivation slows guessing down, it cannot make a short passphrase
+# strong. 16 characters of a password manager's output are far beyond guessing.
+MIN_KEY_PASSPHRASE = 16
 
 
 class SettingsError(ValueError):
@@ -146,7 +150,7 @@ class Settings:
             raise SettingsError("AUTHORITY_SECRET_KEY is required in production")
         path = self.secret_key_file
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass
@@ -173,6 +177,11 @@ class Settings:
             problems.append(
                 "AUTHORITY_KEY_PASSPHRASE is required in production "
                 "(private keys must be encrypted at rest)"
+            )
+        elif len(self.key_passphrase) < MIN_KEY_PASSPHRASE:
+            problems.append(
+                f"AUTHORITY_KEY_PASSPHRASE must be at least {MIN_KEY_PASSPHRASE} characters "
+                "in production"
             )
         if not self.secret_key:
             problems.append(

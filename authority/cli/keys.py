@@ -1,7 +1,8 @@
-"""``authority keys``: list, rotate, revoke and prune signing keys."""
+"""``authority keys``: list, rotate, revoke, prune and encrypt signing keys."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ import click
 from rich.table import Table
 
 from authority.cli.common import (
+    CommandError,
     arun,
     console,
     json_option,
@@ -18,7 +20,8 @@ from authority.cli.common import (
     when,
 )
 from authority.clock import system_clock
-from authority.settings import Settings
+from authority.settings import MIN_KEY_PASSPHRASE, Settings
+from authority.signing.encryption import EncryptStep, encrypt_keys
 from authority.signing.manager import prune, revoke, rotate, statuses
 from authority.signing.records import KeyStore
 
@@ -27,7 +30,7 @@ T = TypeVar("T")
 
 @click.group()
 def keys() -> None:
-    """Signing keys: list, rotate, revoke, prune."""
+    """Signing keys: list, rotate, revoke, prune, encrypt."""
 
 
 def _key_command(
@@ -144,3 +147,49 @@ def keys_prune(as_json: bool) -> None:
     run_command(
         as_json, _key_command(body), lambda r: console.print(f"pruned {len(r['pruned'])} key(s)")
     )
+
+
+@keys.command("encrypt")
+@click.option(
+    "--old-passphrase-stdin",
+    "old_from_stdin",
+    is_flag=True,
+    help="Read the passphrase(s) keys are encrypted with now from standard input, "
+    "one a line (to change KEY_PASSPHRASE).",
+)
+@json_option
+def keys_encrypt(old_from_stdin: bool, as_json: bool) -> None:
+    """Encrypt every stored private key with AUTHORITY_KEY_PASSPHRASE, in place, one key
+    at a time (safe to interrupt and run again)."""
+
+    def progress(step: EncryptStep) -> None:
+        click.echo(f"{step.outcome} {step.kid}", err=True)
+
+    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
+        new = passphrase(settings)
+        if old_from_stdin and not old:
+            raise CommandError("--old-passphrase-stdin: no passphrase on standard input")
+        steps = await encrypt_keys(store, new, old, progress)
+        return {
+            outcome: [s.kid for s in steps if s.outcome == outcome]
+            for outcome in ("encrypted", "re-encrypted", "unchanged")
+        }
+
+    def passphrase(settings: Settings) -> str:
+        if not settings.key_passphrase:
+            raise CommandError("AUTHORITY_KEY_PASSPHRASE is not set: nothing to encrypt with")
+        if len(settings.key_passphrase) < MIN_KEY_PASSPHRASE:
+            raise CommandError(
+                f"AUTHORITY_KEY_PASSPHRASE must be at least {MIN_KEY_PASSPHRASE} characters"
+            )
+        return settings.key_passphrase
+
+    def show(r: dict[str, list[str]]) -> None:
+        console.print(
+            f"encrypted {len(r['encrypted'])}, re-encrypted {len(r['re-encrypted'])}, "
+            f"already under AUTHORITY_KEY_PASSPHRASE {len(r['unchanged'])} key(s)"
+        )
+
+    lines = sys.stdin.read().splitlines() if old_from_stdin else []
+    old = [line for line in lines if line]
+    run_command(as_json, _key_command(body), show)

@@ -126,6 +126,14 @@ class _DatabaseTransaction:
         )
         self.changed = True
 
+    async def set_private_pem(self, kid: str, private_pem: bytes) -> None:
+        await self.session.execute(
+            update(StoredKey)
+            .where(StoredKey.kid == checked_kid(kid))
+            .values(private_pem=private_pem)
+        )
+        self.changed = True
+
     async def delete(self, kid: str) -> None:
         await self.session.execute(delete(StoredKey).where(StoredKey.kid == checked_kid(kid)))
         self.changed = True

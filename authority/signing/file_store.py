@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -213,6 +214,14 @@ class _FileTransaction:
             self.store._read, self.store.directory / f"{checked_kid(kid)}.json"
         )
         await asyncio.to_thread(self.store.write, _with_activate_at(record, activate_at))
+
+    async def set_private_pem(self, kid: str, private_pem: bytes) -> None:
+        record = await asyncio.to_thread(
+            self.store._read, self.store.directory / f"{checked_kid(kid)}.json"
+        )
+        await asyncio.to_thread(
+            self.store.write, dataclasses.replace(record, private_pem=private_pem)
+        )
 
     async def delete(self, kid: str) -> None:
         await asyncio.to_thread(self.store.remove, kid)

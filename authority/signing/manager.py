@@ -177,6 +177,18 @@ def _at(record: KeyRecord, activate_at: float, now: float) -> KeyRecord:
     )
 
 
+def refuse_plain_keys(records: list[KeyRecord], where: str) -> None:
+    """Production keeps every private key encrypted at rest (README, "Signing keys"):
+    a key made without ``KEY_PASSPHRASE`` (in development, say) is refused, not used."""
+    plain = sorted(r.kid for r in records if not r.encrypted)
+    if plain:
+        more = f" and {len(plain) - 1} more" if len(plain) > 1 else ""
+        raise KeyStoreError(
+            f"key {plain[0]}{more} in {where} is not encrypted, which production refuses "
+            "(run `authority keys encrypt` with AUTHORITY_KEY_PASSPHRASE set)"
+        )
+
+
 class KeyManager:
     """The running service's view of the store: reloads on change, keeps the last good
     ring when the store breaks, and performs due lifecycle steps."""
@@ -217,6 +229,8 @@ class KeyManager:
                 self.problem = self._step_problem
                 return False
             records = await self.store.load()
+            if self.settings.is_production:
+                refuse_plain_keys(records, self.store.description)
             private = {r.kid: self._private[r.kid] for r in records if r.kid in self._private}
             for record in records:
                 if record.kid not in private:  # a KDF run: off the event loop

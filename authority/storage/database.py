@@ -12,6 +12,9 @@ never has to upgrade its lock and the database, not luck, orders concurrent writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,9 +65,24 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def _make_parent(url: str) -> None:
+    """The SQLite file holds password, token and client-secret hashes (and with
+    ``KEYSTORE=database`` the private keys): README, "File permissions". Its directory
+    is made 0700 when the authority creates it, and the file is created 0600 before
+    SQLite opens it, since SQLite gives its ``-wal`` and ``-shm`` files the database
+    file's mode. A file left readable by others by an older version is tightened."""
     path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError:
+        return  # SQLite reports what is wrong (read-only, missing permission) itself
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

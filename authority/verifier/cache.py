@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from authority.verifier.jose import InvalidToken, KeysUnavailable, json_object, log
 from authority.verifier.jwks import PublicKey, parse_jwks
@@ -45,13 +45,26 @@ Fetch = Callable[[str, Mapping[str, str], float], HttpResponse]
 """``fetch(url, request_headers, timeout)``: a GET. Raise on a transport failure."""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Keys come only from the configured or discovered URL: a redirect could hand the
+    key set to another origin, or from https to http (RFC 8414 section 3.3 binds the
+    metadata to its issuer). A 3xx is returned as it is and counts as a failed fetch."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def urllib_fetch(url: str, headers: Mapping[str, str], timeout: float) -> HttpResponse:
-    """A GET with the standard library (follows redirects, honours proxy variables)."""
+    """A GET with the standard library (never follows redirects, honours proxy
+    variables)."""
     request = urllib.request.Request(  # noqa: S310 (the Verifier only accepts http(s) URLs)
         url, headers={"Accept": "application/json", **headers}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             body = response.read(MAX_BODY + 1)
             return HttpResponse(response.status, _lower(response.headers.items()), body)
     except urllib.error.HTTPError as error:  # 304 and every error status land here
@@ -60,10 +73,11 @@ def urllib_fetch(url: str, headers: Mapping[str, str], timeout: float) -> HttpRe
 
 
 def httpx_fetch(client: httpx.Client) -> Fetch:
-    """A ``Fetch`` over an ``httpx.Client`` you already have (pooling, proxies, TLS)."""
+    """A ``Fetch`` over an ``httpx.Client`` you already have (pooling, proxies, TLS);
+    redirects are never followed, whatever the client's own setting."""
 
     def fetch(url: str, headers: Mapping[str, str], timeout: float) -> HttpResponse:
-        response = client.get(url, headers=dict(headers), timeout=timeout)
+        response = client.get(url, headers=dict(headers), timeout=timeout, follow_redirects=False)
         return HttpResponse(
             response.status_code, _lower(response.headers.items()), response.content
         )

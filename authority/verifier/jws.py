@@ -56,12 +56,22 @@ def split(token: object) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     return header, raw[: len(head) + 1 + len(payload)], b64decode(payload), b64decode(signature)
 
 
+def _is_access_token_type(value: object) -> bool:
+    """RFC 9068 section 4: ``typ`` is the media type ``application/at+jwt``, which
+    RFC 7515 section 4.1.9 lets a token spell without the ``application/`` prefix;
+    media type names are case-insensitive (RFC 6838 section 4.2)."""
+    if type(value) is not str:
+        return False
+    lowered = value.lower()
+    return lowered in ("at+jwt", "application/at+jwt")
+
+
 def check_header(header: dict[str, Any], *, typ: bool) -> tuple[str, str]:
     """The ``alg`` and ``kid`` of an acceptable protected header (RFC 7515 section 4.1)."""
     alg = header.get("alg")
     if type(alg) is not str or alg not in ALGORITHMS:
         raise InvalidToken("alg_not_allowed")
-    if typ and header.get("typ") != "at+jwt":
+    if typ and not _is_access_token_type(header.get("typ")):
         raise InvalidToken("bad_typ")
     if not FORBIDDEN_HEADERS.isdisjoint(header):
         raise InvalidToken("forbidden_header")

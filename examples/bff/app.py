@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import uvicorn
 from litestar import Litestar, Request, Response, get, post, route
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.exceptions import HTTPException
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -32,10 +32,11 @@ log = logging.getLogger("bff")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-Requested-With"
-REQUEST_HEADERS = ("accept", "accept-language", "content-type", "if-none-match")
+# What is relayed to the API and back: JSON only, and only the headers it needs.
+REQUEST_HEADERS = ("if-none-match",)
 NO_STORE = {"Cache-Control": "no-store"}
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
-RESPONSE_HEADERS = ("cache-control", "etag", "last-modified", "retry-after", "vary")
+RESPONSE_HEADERS = ("cache-control", "etag", "retry-after", "vary")
 Clock = Callable[[], float]
 
 
@@ -130,9 +131,24 @@ def login_credentials(data: Any) -> dict[str, str]:
 
 def client_address(request: Request[Any, Any, Any]) -> str | None:
     """The browser's address, for the authority's login throttle: the peer of this
-    request, or the client a proxy in front named if uvicorn trusts that proxy
-    (``FORWARDED_ALLOW_IPS``). An ``X-Forwarded-For`` from anyone else is ignored."""
+    request, or the client a proxy in front named if that proxy is one of
+    ``BFF_TRUSTED_PROXIES``. An ``X-Forwarded-For`` from anyone else is ignored."""
     return request.client.host if request.client else None
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` or a ``+json`` type (RFC 6839 section 3.1), any parameters."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                            and media.endswith("+json"))
+
+
+async def nosniff(message: Any, scope: Any) -> None:
+    """``X-Content-Type-Options: nosniff`` on every answer, errors and 404s included
+    (a ``before_send`` hook sees every message), so that no browser reads a relayed
+    body as anything but its declared type."""
+    if message["type"] == "http.response.start":
+        MutableScopeHeaders.from_message(message)["X-Content-Type-Options"] = "nosniff"
 
 
 def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
@@ -154,11 +170,11 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
     )
 
     def cookie(value: str = "", max_age: int = 0) -> Cookie:
-        return Cookie(key=settings.cookie_name, value=value, max_age=max_age, path="/",
+        return Cookie(key=settings.session_cookie, value=value, max_age=max_age, path="/",
                       httponly=True, secure=settings.cookie_secure, samesite="lax")
 
     def session_id(request: Request[Any, Any, Any]) -> str:
-        value = request.cookies.get(settings.cookie_name)
+        value = request.cookies.get(settings.session_cookie)
         if value is None:
             raise BffError(401, "not logged in")
         if not valid_session_id(value):
@@ -178,7 +194,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
     @post("/login", status_code=200)
     async def login(request: Request[Any, Any, Any], data: Any) -> Response[Any]:
         credentials = login_credentials(data)
-        old = request.cookies.get(settings.cookie_name)
+        old = request.cookies.get(settings.session_cookie)
         client = client_address(request)
         if valid_session_id(old):
             await bff.end(old, client)  # a login always starts a new session id
@@ -187,14 +203,14 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
 
     @post("/logout", status_code=200)
     async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
-        value = request.cookies.get(settings.cookie_name)
+        value = request.cookies.get(settings.session_cookie)
         if valid_session_id(value):
             await bff.end(value, client_address(request))
         return Response({"detail": "logged out"}, headers=NO_STORE, cookies=[cookie()])
 
     @get("/session")
     async def session_info(request: Request[Any, Any, Any]) -> Response[Any]:
-        value = request.cookies.get(settings.cookie_name)
+        value = request.cookies.get(settings.session_cookie)
         session = await bff.store.get(value) if valid_session_id(value) else None
         if session is None:
             cleared = [cookie()] if value is not None else []
@@ -205,28 +221,37 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
     async def api(request: Request[Any, Any, Any], path: str) -> Response[bytes]:
         if any(part in (".", "..") for part in path.split("/")):
             raise BffError(400, "bad path")
+        body = await request.body()
+        if body and not is_json(request.headers.get("content-type")):
+            raise BffError(415, "the API takes JSON bodies only")
         session, ttl = await bff.fresh(session_id(request), client_address(request))
         headers = {name: request.headers[name] for name in REQUEST_HEADERS
                    if name in request.headers}
+        headers["accept"] = "application/json"
         headers["authorization"] = f"Bearer {session.access}"
+        if body:
+            headers["content-type"] = "application/json"
         # The path arrives decoded: encode it again, so that "%3F" stays in the path.
         url = settings.api_url + quote(path, safe=PATH_SAFE)
         query = request.scope.get("query_string", b"")
         if query:
             url += "?" + query.decode("latin-1")
         try:
-            upstream = await client.request(request.method, url, headers=headers,
-                                            content=await request.body())
+            upstream = await client.request(request.method, url, headers=headers, content=body)
         except httpx.HTTPError as exc:
             log.warning("api %s failed: %r", path, exc)
             raise BffError(502, "API unavailable") from None
+        if upstream.content and not is_json(upstream.headers.get("content-type")):
+            log.warning("api %s answered %s, not JSON", path,
+                        upstream.headers.get("content-type", "without a content type"))
+            raise BffError(502, "unexpected answer from the API")
         return Response(
             upstream.content,
             status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type", "application/octet-stream"),
+            media_type=upstream.headers.get("content-type") or "application/json",
             headers={name: upstream.headers[name] for name in RESPONSE_HEADERS
                      if name in upstream.headers},
-            cookies=[cookie(request.cookies[settings.cookie_name], ttl)] if ttl else [],
+            cookies=[cookie(request.cookies[settings.session_cookie], ttl)] if ttl else [],
         )
 
     def bff_error(request: Request[Any, Any, Any], exc: BffError) -> Response[Any]:
@@ -261,6 +286,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> Litestar:
             HTTPException: http_error,
             Exception: internal_error,
         },
+        before_send=[nosniff],
         on_shutdown=[close],
         openapi_config=None,
         logging_config=None,  # main() configures logging; httpx's per-request lines stay out
@@ -275,6 +301,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"bff: {exc}", file=sys.stderr)
         return 2
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: only the
+    # proxies BFF_TRUSTED_PROXIES names may name the browser's address.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning")
+                log_level="warning", proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=list(settings.trusted_proxies) or None)
     return 0

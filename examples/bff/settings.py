@@ -33,6 +33,9 @@ class Settings:
     http_timeout: float = 5.0
     host: str = "127.0.0.1"
     port: int = 8002
+    # Proxies (IPs or CIDRs) whose X-Forwarded-For names the browser; none by default,
+    # so that a browser on this host cannot name an address of its choice.
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("authority_url", "api_url"):
@@ -44,6 +47,12 @@ class Settings:
             raise SettingsError(f"BFF_REDIS_URL must be a redis:// URL, not {self.redis_url!r}")
         if self.refresh_skew < 0 or self.http_timeout <= 0:
             raise SettingsError("BFF_REFRESH_SKEW must be >= 0 and BFF_HTTP_TIMEOUT > 0")
+
+    @property
+    def session_cookie(self) -> str:
+        """The session cookie's name: ``__Host-`` prefixed when Secure, so that no
+        subdomain or http:// page can set or shadow it (RFC 6265bis section 4.1.3.2)."""
+        return f"__Host-{self.cookie_name}" if self.cookie_secure else self.cookie_name
 
     @property
     def lock_timeout(self) -> float:
@@ -74,6 +83,9 @@ class Settings:
                     values[key] = kind(env[name])
         except ValueError as exc:
             raise SettingsError(f"not a number: {exc}") from None
+        if env.get("BFF_TRUSTED_PROXIES", "").strip():
+            values["trusted_proxies"] = tuple(
+                p.strip() for p in env["BFF_TRUSTED_PROXIES"].split(",") if p.strip())
         if "HOST" in env:
             values["host"] = env["HOST"]
         return cls(**values)  # type: ignore[arg-type]

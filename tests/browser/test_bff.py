@@ -25,8 +25,10 @@ from tests.helpers.bff import (
     COOKIE,
     CREDENTIALS,
     CSRF,
+    FakeApi,
     Stack,
     address_failures,
+    another_bff,
     browser_at,
     emptied,
     family_of,
@@ -341,3 +343,149 @@ def test_failed_logins_of_one_browser_do_not_throttle_another_behind_the_same_bf
         failures = address_failures(stack)
         assert failures.get("127.0.0.2") == 3
         assert not any(address.startswith("198.51.100.") for address in failures)
+
+
+def test_a_browser_on_the_bffs_own_host_cannot_name_its_address_with_x_forwarded_for(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1 unless told otherwise; the BFF
+    tells it to trust no one unless ``BFF_TRUSTED_PROXIES`` names a proxy."""
+    with (
+        second_authority(
+            stack,
+            tmp_path,
+            AUTHORITY_TRUSTED_PROXIES="127.0.0.1",
+            AUTHORITY_LOGIN_MAX_FAILURES_ADDRESS="1000",
+        ) as (_, bff),
+        browser_at(bff, "127.0.0.1") as local,
+    ):
+        before = address_failures(stack).get("127.0.0.1", 0)
+        for n in range(3):
+            response = local.post(
+                "/login",
+                json={"username": f"spoofer{n}", "password": "wrong password"},
+                headers={**CSRF, "X-Forwarded-For": f"203.0.113.{n}"},
+            )
+            assert response.status_code == 401, response.text
+        failures = address_failures(stack)
+        assert not any(address.startswith("203.0.113.") for address in failures)
+        assert failures["127.0.0.1"] == before + 3
+
+
+def test_a_bff_behind_a_proxy_it_trusts_passes_on_the_address_the_proxy_names(
+    stack: Stack, tmp_path: Path
+) -> None:
+    with (
+        second_authority(stack, tmp_path, AUTHORITY_TRUSTED_PROXIES="127.0.0.1") as (auth, _),
+        another_bff(
+            stack, tmp_path, authority_url=auth.url, BFF_TRUSTED_PROXIES="127.0.0.1"
+        ) as bff,
+        browser_at(bff, "127.0.0.1") as proxy,  # the proxy in front, on the same host
+    ):
+        response = proxy.post(
+            "/login",
+            json={"username": "proxied", "password": "wrong password"},
+            headers={**CSRF, "X-Forwarded-For": "192.0.2.77"},
+        )
+        assert response.status_code == 401, response.text
+    assert address_failures(stack).get("192.0.2.77") == 1
+
+
+def test_the_bff_relays_only_json_and_only_the_headers_the_api_needs(
+    stack: Stack, tmp_path: Path
+) -> None:
+    with (
+        FakeApi() as api,
+        another_bff(stack, tmp_path, api_url=api.url) as bff,
+        httpx.Client(base_url=bff.url, timeout=20) as browser,
+    ):
+        log_in(browser)
+        sent = {
+            "Accept": "text/html",
+            "Accept-Language": "fr",
+            "Origin": bff.url,
+            "Referer": bff.url + "/page",
+            "X-Forwarded-For": "203.0.113.9",
+            "If-None-Match": '"v1"',
+        }
+        response = browser.get("/api/json", headers=sent)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"ok": True}
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "x-api-internal" not in response.headers
+        assert set_cookie(response, "api") is None
+
+        method, path, headers = api.seen[-1]
+        assert (method, path) == ("GET", "/json")
+        assert headers["accept"] == "application/json"
+        assert headers["if-none-match"] == '"v1"'
+        assert headers["authorization"].startswith("Bearer ")
+        for name in ("cookie", "accept-language", "origin", "referer", "x-forwarded-for"):
+            assert name not in headers, name
+        assert set(headers) <= {
+            "host",
+            "accept",
+            "accept-encoding",
+            "connection",
+            "user-agent",
+            "authorization",
+            "if-none-match",
+        }
+
+        problem = browser.get("/api/problem")
+        assert problem.status_code == 200
+        assert problem.json() == {"title": "no"}
+        assert browser.get("/api/empty").status_code == 204
+
+        for name in ("html", "sniffable"):
+            refused = browser.get(f"/api/{name}")
+            assert refused.status_code == 502, name
+            assert refused.json() == {"detail": "unexpected answer from the API"}
+            assert refused.headers["x-content-type-options"] == "nosniff"
+            assert "<script>" not in refused.text
+
+        seen = len(api.seen)
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            form = browser.post("/api/json", content=b"a=1", headers={**CSRF, "Content-Type": kind})
+            assert form.status_code == 415, kind
+            assert form.json() == {"detail": "the API takes JSON bodies only"}
+        assert len(api.seen) == seen, "nothing but JSON reaches the API"
+
+        posted = browser.post("/api/json", json={"a": 1}, headers=CSRF)
+        assert posted.status_code == 200, posted.text
+        assert api.seen[-1][2]["content-type"] == "application/json"
+
+
+def test_every_bff_answer_says_nosniff(stack: Stack) -> None:
+    with stack.browser() as browser:
+        answers = [
+            browser.get("/health"),
+            browser.get("/session"),
+            browser.get("/nowhere"),
+            browser.get("/api/me"),
+            browser.post("/login", json={}, headers=CSRF),
+        ]
+        log_in(browser)
+        answers += [browser.get("/api/me"), browser.get("/api/nowhere")]
+    assert [r.headers.get("x-content-type-options") for r in answers] == ["nosniff"] * 7
+
+
+def test_a_secure_session_cookie_has_the_host_prefix(stack: Stack, tmp_path: Path) -> None:
+    with (
+        another_bff(stack, tmp_path, BFF_COOKIE_SECURE="true") as bff,
+        httpx.Client(base_url=bff.url, timeout=20) as browser,
+    ):
+        response = browser.post("/login", json=CREDENTIALS, headers=CSRF)
+        assert response.status_code == 200, response.text
+        assert set_cookie(response) is None
+        cookie = set_cookie(response, "__Host-" + COOKIE)
+        assert cookie["secure"] is True
+        assert cookie["path"] == "/"
+        assert not cookie["domain"]
+        session = {"Cookie": f"__Host-{COOKIE}={cookie.value}"}
+        assert httpx.get(f"{bff.url}/api/me", headers=session).status_code == 200
+        plain = {"Cookie": f"{COOKIE}={cookie.value}"}
+        assert httpx.get(f"{bff.url}/api/me", headers=plain).status_code == 401
+        logout = httpx.post(f"{bff.url}/logout", headers={**session, **CSRF})
+        assert set_cookie(logout, "__Host-" + COOKIE)["max-age"] == "0"

@@ -15,13 +15,15 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -92,15 +94,87 @@ def start_resource_server(workdir: Path, issuer: str, port: int | None = None) -
     )
 
 
-def start_bff(workdir: Path, authority_url: str, api_url: str, redis_url: str) -> Process:
+def start_bff(
+    workdir: Path, authority_url: str, api_url: str, redis_url: str, **settings: str
+) -> Process:
+    """A BFF process (``python -m bff``); ``settings``: more or other ``BFF_*``."""
     env = cli_env(
         PYTHONPATH=str(ROOT / "examples"),
         BFF_AUTHORITY_URL=authority_url,
         BFF_API_URL=api_url,
         BFF_REDIS_URL=redis_url,
-        BFF_COOKIE_SECURE="false",
+        **{"BFF_COOKIE_SECURE": "false", **settings},
     )
     return spawn([sys.executable, "-m", "bff"], workdir, "bff", env)
+
+
+@contextlib.contextmanager
+def another_bff(
+    stack: Stack, workdir: Path, authority_url: str = "", api_url: str = "", **settings: str
+) -> Iterator[Process]:
+    """One more BFF on the stack's Redis (and authority and API unless named), with
+    ``settings`` (``BFF_*``)."""
+    bff = start_bff(
+        workdir,
+        authority_url or stack.authority.url,
+        api_url or stack.api.url,
+        stack.redis.url,
+        **settings,
+    )
+    try:
+        yield bff
+    finally:
+        bff.stop()
+
+
+class FakeApi:
+    """An API on 127.0.0.1 that records what reaches it and answers ``GET /<name>`` and
+    ``POST /<name>`` with ``ANSWERS[name]``: (content type, body)."""
+
+    ANSWERS: ClassVar[dict[str, tuple[str, bytes]]] = {
+        "json": ("application/json", b'{"ok": true}'),
+        "problem": ("application/problem+json; charset=utf-8", b'{"title": "no"}'),
+        "html": ("text/html", b"<script>alert(document.cookie)</script>"),
+        "sniffable": ("text/plain", b"<html><script>alert(1)</script></html>"),
+        "empty": ("", b""),
+    }
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                api.seen.append(
+                    (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
+                kind, body = api.ANSWERS.get(self.path.strip("/"), ("application/json", b"{}"))
+                self.send_response(200 if body else 204)
+                if kind:
+                    self.send_header("Content-Type", kind)
+                self.send_header("Set-Cookie", "api=1; Path=/")
+                self.send_header("X-Api-Internal", "secret")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> FakeApi:
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @dataclass
@@ -184,12 +258,12 @@ def log_in(browser: httpx.Client) -> str:
     return browser.cookies[COOKIE]
 
 
-def set_cookie(response: httpx.Response) -> Any:
+def set_cookie(response: httpx.Response, name: str = COOKIE) -> Any:
     """The BFF's session cookie as set by ``response``, or None."""
     for header in response.headers.get_list("set-cookie"):
         parsed = SimpleCookie(header)
-        if COOKIE in parsed:
-            return parsed[COOKIE]
+        if name in parsed:
+            return parsed[name]
     return None
 
 

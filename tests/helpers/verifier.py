@@ -122,6 +122,9 @@ class JwksServer:
         self.mode = "ok"
         self.delay = 0.0
         self.cache_control: str | None = "public, max-age=300"
+        # mode "redirect": every path answers this status with ``Location: redirect_to``
+        self.redirect_to = ""
+        self.redirect_status = 302
         self.requests: Counter[str] = Counter()
         self.not_modified = 0
         self.lock = threading.Lock()
@@ -172,6 +175,12 @@ class JwksServer:
                 if mode == "drop":
                     self.close_connection = True
                     self.connection.close()
+                    return
+                if mode == "redirect":
+                    self.send_response(server.redirect_status)
+                    self.send_header("Location", server.redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 if mode == "error" or self.path not in (JWKS_PATH, METADATA_PATH):
                     self.send_response(500 if mode == "error" else 404)

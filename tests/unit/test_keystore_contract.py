@@ -103,6 +103,24 @@ async def test_set_activate_at_moves_only_that_key(store: KeyStore) -> None:
     assert loaded[a.kid].private_pem == a.private_pem
 
 
+async def test_set_private_pem_replaces_only_that_keys_pem_and_changes_the_fingerprint(
+    store: KeyStore,
+) -> None:
+    a, b = record(100.0), record(200.0)
+    async with store.transaction() as tx:
+        await tx.add(a)
+        await tx.add(b)
+    before = await store.fingerprint()
+    other = record(100.0).private_pem
+    async with store.transaction() as tx:
+        await tx.set_private_pem(a.kid, other)
+    loaded = {r.kid: r for r in await store.load()}
+    assert loaded[a.kid].private_pem == other
+    assert (loaded[a.kid].activate_at, loaded[a.kid].public_jwk) == (100.0, a.public_jwk)
+    assert loaded[b.kid] == b
+    assert await store.fingerprint() != before
+
+
 async def test_deleted_key_is_gone(store: KeyStore) -> None:
     a, b = record(), record()
     async with store.transaction() as tx:

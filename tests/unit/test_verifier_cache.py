@@ -335,3 +335,42 @@ def test_an_httpx_client_can_replace_urllib(server: JwksServer, clock: Clock) ->
         settle(verifier)
     assert server.not_modified == 1
     assert verifier.verify(good)["sub"] == "svc"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("client", ["urllib", "httpx"])
+def test_a_redirecting_jwks_endpoint_is_a_failed_fetch_that_keeps_the_last_good_keys(
+    server: JwksServer, clock: Clock, status: int, client: str
+) -> None:
+    with jwks_server(rsa_key(1)) as elsewhere, httpx.Client(follow_redirects=True) as http:
+        options = {"fetch": httpx_fetch(http)} if client == "httpx" else {}
+        verifier = make(server, clock, **options)
+        good = token(server)
+        verifier.verify(good)
+        server.mode, server.redirect_status = "redirect", status
+        server.redirect_to = elsewhere.url
+        clock.advance(301)  # expired: the refresh meets the redirect
+        assert verifier.verify(good)["sub"] == "svc"
+        server.wait_for(JWKS_PATH, 2)
+        settle(verifier)
+        assert elsewhere.total() == 0, "the redirect must not be followed"
+        assert verifier.kids == {header(rsa_key(0))["kid"]}
+        clock.advance(60)  # after the backoff: the other origin's key is still unknown
+        with pytest.raises(InvalidToken, match="unknown_kid"):
+            verifier.verify(token(server, key=1))
+        settle(verifier)
+        assert elsewhere.total() == 0
+
+
+@pytest.mark.parametrize("client", ["urllib", "httpx"])
+def test_a_redirecting_metadata_endpoint_leaves_a_cold_verifier_without_keys(
+    server: JwksServer, clock: Clock, client: str
+) -> None:
+    with jwks_server(rsa_key(0)) as elsewhere, httpx.Client(follow_redirects=True) as http:
+        elsewhere.issuer = server.issuer  # its metadata would be acceptable if fetched
+        options = {"fetch": httpx_fetch(http)} if client == "httpx" else {}
+        server.mode, server.redirect_to = "redirect", elsewhere.url
+        with pytest.raises(KeysUnavailable):
+            make(server, clock, **options).verify(token(server))
+        assert server.requests == {METADATA_PATH: 1}
+        assert elsewhere.total() == 0

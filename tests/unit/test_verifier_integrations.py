@@ -257,3 +257,33 @@ async def test_a_scope_guard_on_a_public_route_still_refuses_without_a_token(
 ) -> None:
     response = await litestar.get("/public-but-guarded", headers=bearer(GOOD))
     assert response.status_code == 401
+
+
+# --- typ: RFC 9068 section 4, RFC 7515 section 4.1.9 ----------------------------------
+
+ACCESS_TOKEN_TYPES = ["at+jwt", "application/at+jwt", "Application/AT+JWT", "AT+JWT"]
+
+
+@pytest.mark.parametrize("typ", ACCESS_TOKEN_TYPES)
+def test_the_verifier_accepts_the_access_token_media_type_with_or_without_its_prefix(
+    typ: str,
+) -> None:
+    assert verifier().verify(sign(claims(), header(typ=typ)))["sub"] == "svc"
+
+
+@pytest.mark.parametrize("typ", ACCESS_TOKEN_TYPES)
+async def test_the_asgi_middleware_accepts_the_access_token_media_type_with_its_prefix(
+    asgi: httpx.AsyncClient, typ: str
+) -> None:
+    response = await asgi.get("/orders", headers=bearer(sign(claims(), header(typ=typ))))
+    assert response.status_code == 200
+    assert response.json()["sub"] == "svc"
+
+
+@pytest.mark.parametrize("typ", ACCESS_TOKEN_TYPES)
+async def test_the_litestar_plugin_accepts_the_access_token_media_type_with_its_prefix(
+    litestar: httpx.AsyncClient, typ: str
+) -> None:
+    response = await litestar.get("/me", headers=bearer(sign(claims(), header(typ=typ))))
+    assert response.status_code == 200
+    assert response.json()["sub"] == "svc"
