@@ -62,10 +62,17 @@ async def login(db: Database, now: float) -> tuple[str, bytes]:
 
 
 async def rotate(
-    db: Database, client_id: str, presented: bytes, now: float, grace: int = GRACE, **extra: str
+    db: Database,
+    client_id: str,
+    presented: bytes,
+    now: float,
+    grace: int = GRACE,
+    extra: dict[str, str] | None = None,
 ) -> tuple[Rotation, bytes]:
-    """The outcome of presenting ``presented``, and the replacement it would get."""
+    """The outcome of presenting ``presented`` (with ``extra`` scope or audience), and
+    the replacement it would get."""
     _, replacement = new_refresh_token()
+    extra = extra or {}
     scope = extra.get("scope")
     result = await db.write(
         rotate_token,
@@ -157,13 +164,13 @@ async def test_a_consumed_token_cannot_probe_its_session_with_scope_or_audience(
     client_id, r1 = await login(db, clock.now)
     _, r2 = await rotate(db, client_id, r1, clock.now)
     clock.advance(GRACE + 1)
-    probe, _ = await rotate(db, client_id, r1, clock.now, **{field: value})
+    probe, _ = await rotate(db, client_id, r1, clock.now, extra={field: value})
     assert probe.outcome == "reuse"
     assert not await live(db, r2, clock.now)
 
 
 async def test_a_live_token_asking_more_scope_changes_nothing(db: Database, clock: Clock) -> None:
     client_id, r1 = await login(db, clock.now)
-    refused, _ = await rotate(db, client_id, r1, clock.now, scope="read admin")
+    refused, _ = await rotate(db, client_id, r1, clock.now, extra={"scope": "read admin"})
     assert refused.outcome == "scope"
     assert await live(db, r1, clock.now)
