@@ -1,5 +1,12 @@
 """Sign-up rules (NIST SP 800-63B section 3.1.1.2): length, not a common password, not
-the username or email; no composition rules. Each problem names its field."""
+the username or email, not only whitespace; no composition rules. Each problem names
+its field.
+
+A username may not mix scripts the way a spoof does (UTS #39 section 5.2, "Highly
+Restrictive"): one script, or Latin with the Han-based sets of Japanese, Chinese or
+Korean. So ``dave`` spelt with a Cyrillic ``a`` (U+0430) cannot sit next to ``dave``. Usernames
+written wholly in another script that happen to look Latin (whole-script confusables)
+are not caught: that needs stored UTS #39 skeletons."""
 
 from __future__ import annotations
 
@@ -8,11 +15,21 @@ import gzip
 import re
 from importlib import resources
 
-from authority.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from confusable_homoglyphs import categories
+
+from authority.accounts.passwords import MAX_LENGTH, MIN_LENGTH, normalize
 from authority.accounts.users import MAX_EMAIL, MAX_USERNAME, fold
 
 # Letters, digits and . + - _ (no "@": a login containing one is looked up as an email).
 USERNAME = re.compile(r"[\w.+-]+")
+# Scripts a username may combine (UTS #39 section 5.2); Common and Inherited (digits,
+# punctuation, combining marks) go with any.
+NEUTRAL = frozenset({"COMMON", "INHERITED"})
+SCRIPT_SETS = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
 EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f.]+")
 
 
@@ -32,7 +49,15 @@ def username_problem(username: str) -> str | None:
         return f"a username has at most {MAX_USERNAME} characters"
     if not USERNAME.fullmatch(username):
         return "a username may contain only letters, digits and . + - _"
+    if not single_script(username):
+        return "a username may not mix letters of different scripts"
     return None
+
+
+def single_script(name: str) -> bool:
+    """Whether ``name`` keeps to one script, or to one of the sets that go together."""
+    scripts = {categories.alias(ch) for ch in name} - NEUTRAL
+    return len(scripts) <= 1 or any(scripts <= allowed for allowed in SCRIPT_SETS)
 
 
 def email_problem(email: str) -> str | None:
@@ -46,10 +71,16 @@ def email_problem(email: str) -> str | None:
 
 
 def password_problem(password: str, username: str, email: str) -> str | None:
+    """Judged on the password as it is hashed (``passwords.normalize``)."""
+    if len(password) > MAX_LENGTH:
+        return f"a password has at most {MAX_LENGTH} characters"
+    password = normalize(password)
     if len(password) < MIN_LENGTH:
         return f"a password needs at least {MIN_LENGTH} characters"
     if len(password) > MAX_LENGTH:
         return f"a password has at most {MAX_LENGTH} characters"
+    if not password.strip():
+        return "a password cannot be only spaces"
     folded = fold(password)
     if folded in common_passwords():
         return "this password is too common"

@@ -1,11 +1,20 @@
 """Refresh token families (README, "Tokens"): rotation, reuse detection, revocation.
 
 Rotation is a compare-and-set, as in Ory fosite: ``UPDATE ... SET consumed_at = now
-WHERE id = ? AND consumed_at IS NULL`` and the row count says who won. The loser of a
-race, like a thief replaying an old token, finds the token consumed: within the grace
-window the immediate predecessor of the newest token gets a sibling, otherwise the
-whole family is revoked, in the same transaction, which commits although the request
-fails. Every function here runs inside one ``Database.write`` transaction.
+WHERE ... AND consumed_at IS NULL RETURNING id`` and the presented token's id among the
+returned ones says who won. The loser of a race, like a thief replaying an old token,
+finds the token consumed: within the grace window the immediate predecessor of the
+newest token gets a sibling, otherwise the whole family is revoked, in the same
+transaction, which commits although the request fails. A consumed token is refused
+before anything else about the request is looked at (scope, audience), so it cannot
+probe its session.
+
+A family never forks (README, "Tokens"): siblings of a grace group are children of the
+same parent, and the compare-and-set consumes the presented token *with all its
+siblings*, so once one branch is used the others are consumed, and presenting one of
+them is reuse. On PostgreSQL the lookup locks the family row (``FOR UPDATE``), so a
+grace sibling cannot be inserted while its group is being consumed; SQLite's writes
+are serial already. Every function here runs inside one ``Database.write`` transaction.
 """
 
 from __future__ import annotations
@@ -14,12 +23,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.expression import ColumnElement, Executable
+from sqlalchemy.sql.expression import ColumnElement
 
+from authority.sessions.hot import Hot
 from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken, User
 
 Outcome = Literal[
@@ -106,6 +115,7 @@ _T, _F, _U = _TOKENS.c, _FAMILIES.c, _USERS.c
 _LOOKUP = (
     select(
         _T.id,
+        _T.parent_id,
         _T.consumed_at,
         _T.expires_at,
         _F.id.label("family_id"),
@@ -122,40 +132,20 @@ _LOOKUP = (
     .join(_FAMILIES, _F.id == _T.family_id)
     .join(_USERS, _U.id == _F.user_id)
 )
-_QMARK = sqlite.dialect(paramstyle="qmark")
-
-
-@dataclass(frozen=True)
-class _Hot:
-    """A statement of every rotation, compiled once, also to plain SQLite SQL: on
-    SQLite it runs on the driver's own cursor, skipping SQLAlchemy's per-statement
-    work, which costs more than SQLite itself. One definition serves both."""
-
-    statement: Executable
-    sql: str
-    order: tuple[str, ...]
-
-    @classmethod
-    def of(cls, statement: Executable) -> _Hot:
-        compiled = statement.compile(dialect=_QMARK)  # type: ignore[attr-defined]
-        return cls(statement, str(compiled), tuple(compiled.positiontup or ()))
-
-    def execute(self, conn: Connection, **params: Any) -> Any:
-        """A cursor (SQLite) or a result (elsewhere): both have fetchone and rowcount."""
-        if conn.dialect.name == "sqlite":
-            # The same transaction: Database.write began it on this very connection.
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            return cursor.execute(self.sql, [params[name] for name in self.order])
-        return conn.execute(self.statement, params)
-
-
-_LOOKUP_HASH = _Hot.of(_LOOKUP.where(_T.token_hash == bindparam("token_hash")))
-_CONSUME = _Hot.of(
-    update(_TOKENS)
-    .where(_T.id == bindparam("token_id"), _T.consumed_at.is_(None))
-    .values(consumed_at=bindparam("now"))
+_LOOKUP_HASH = Hot.of(
+    _LOOKUP.where(_T.token_hash == bindparam("token_hash")).with_for_update(of=_FAMILIES)
 )
-_INSERT_CHILD = _Hot.of(
+# The token and its grace siblings (children of the same parent) are consumed together.
+_CONSUME = Hot.of(
+    update(_TOKENS)
+    .where(
+        or_(_T.id == bindparam("token_id"), _T.parent_id == bindparam("of_parent")),
+        _T.consumed_at.is_(None),
+    )
+    .values(consumed_at=bindparam("now"))
+    .returning(_T.id)
+)
+_INSERT_CHILD = Hot.of(
     insert(_TOKENS).values(
         {
             name: bindparam(name)
@@ -167,6 +157,7 @@ _INSERT_CHILD = _Hot.of(
 
 class _Row(NamedTuple):
     id: int
+    parent_id: int | None
     consumed_at: float | None
     expires_at: float
     family_id: str
@@ -193,8 +184,8 @@ def rotate_token(
     audience: str | None = None,
 ) -> Rotation:
     """Consume ``presented`` and store ``replacement`` in its family, or say why not.
-    A request for more ``scope`` or another ``audience`` than the family holds is
-    refused before anything changes."""
+    A consumed token is reuse unless within grace; a request for more ``scope`` or
+    another ``audience`` than the family holds is refused before anything changes."""
     row = _lookup(conn, presented)
     if row is None:
         return Rotation("unknown")
@@ -205,15 +196,14 @@ def rotate_token(
     if not row.is_active:
         return Rotation("disabled")
     family = _family_of(row)
-    if scope is not None and not set(scope) <= set(family.scope.split()):
-        return Rotation("scope", family)
-    if audience is not None and audience != family.audience:
-        return Rotation("target", family)
     consumed_at = row.consumed_at
     if consumed_at is None:
+        refused = _beyond_family(family, scope, audience)
+        if refused is not None:
+            return refused
         if row.expires_at <= now or family.expires_at <= now:
             return Rotation("expired")
-        if _consume(conn, row.id, now):
+        if _consume(conn, row, now):
             return Rotation(
                 "rotated", family, _child(conn, family, row.id, replacement, now, refresh_ttl)
             )
@@ -224,17 +214,29 @@ def rotate_token(
             ).scalar_one()
             or now
         )
-    if (
+    if not (
         grace > 0
         and now - consumed_at <= grace
         and family.expires_at > now
         and _newest_parent(conn, family.id) == row.id
     ):
-        return Rotation(
-            "grace", family, _child(conn, family, row.id, replacement, now, refresh_ttl)
-        )
-    revoke_family(conn, family.id, "reuse", now)
-    return Rotation("reuse", family)
+        revoke_family(conn, family.id, "reuse", now)
+        return Rotation("reuse", family)
+    refused = _beyond_family(family, scope, audience)
+    if refused is not None:
+        return refused
+    return Rotation("grace", family, _child(conn, family, row.id, replacement, now, refresh_ttl))
+
+
+def _beyond_family(
+    family: Family, scope: list[str] | None, audience: str | None
+) -> Rotation | None:
+    """A refusal when the request asks more than the family holds (RFC 6749 section 6)."""
+    if scope is not None and not set(scope) <= set(family.scope.split()):
+        return Rotation("scope", family)
+    if audience is not None and audience != family.audience:
+        return Rotation("target", family)
+    return None
 
 
 def _family_of(row: Any) -> Family:
@@ -275,9 +277,11 @@ def _lookup(conn: Connection, presented: bytes) -> _Row | None:
     return _Row(*found) if found is not None else None
 
 
-def _consume(conn: Connection, token_id: int, now: float) -> bool:
-    """The compare-and-set: True for the one transaction that consumed the token."""
-    return bool(_CONSUME.execute(conn, token_id=token_id, now=now).rowcount == 1)
+def _consume(conn: Connection, row: _Row, now: float) -> bool:
+    """The compare-and-set: True for the one transaction that consumed the token (its
+    grace siblings, if any, are consumed with it)."""
+    consumed = _CONSUME.execute(conn, token_id=row.id, of_parent=row.parent_id, now=now)
+    return any(found[0] == row.id for found in consumed.fetchall())
 
 
 def _newest_parent(conn: Connection, family_id: str) -> int | None:

@@ -97,8 +97,10 @@ async def authenticate(
 ) -> UserRecord | None:
     """The user with this name (or email) and password, or None; the same work and time
     either way (an unknown user's password is checked against a dummy hash). Raises
-    ``LoginThrottled``, before any hashing, when the account or the address has had too
-    many failures. A hash made with old parameters is replaced on success."""
+    ``LoginThrottled``, before any hashing, when the address has had too many failures
+    or the account's backoff holds this attempt (``authority.accounts.throttle``). A
+    hash made with old parameters, or from the un-normalised password, is replaced on
+    success."""
     # No name holds a NUL (and PostgreSQL text cannot): nothing to look up or count.
     if len(password) > MAX_LENGTH or len(login) > 320 or "\x00" in login:
         return None
@@ -121,12 +123,14 @@ async def authenticate(
         await auth.db.write(record_failure, address, limits, auth.clock())
         return None
     new_hash = await ahash_password(password) if needs_rehash else None
-    await auth.db.write(_login_succeeded, user.id, account, new_hash)
+    await auth.db.write(_login_succeeded, user.id, account, address, new_hash)
     return user
 
 
-def _login_succeeded(conn: Connection, user_id: int, account: str, new_hash: str | None) -> None:
-    succeeded(conn, account)
+def _login_succeeded(
+    conn: Connection, user_id: int, account: str, address: str, new_hash: str | None
+) -> None:
+    succeeded(conn, account, address)
     if new_hash is not None:
         set_password_hash(conn, user_id, new_hash)
 

@@ -112,7 +112,7 @@ class RefreshToken(Base):
     family_id: Mapped[str] = mapped_column(
         ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
     )
-    parent_id: Mapped[int | None] = mapped_column(ID, nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(ID, nullable=True, index=True)  # siblings
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)  # for pruning
     consumed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -128,10 +128,12 @@ class RevokedAccessToken(Base):
 
 
 class LoginThrottle(Base):
-    """Failed-login counter of one account or client address, in a fixed window."""
+    """Attempt counter of one account, client address or (account, address) pair, in a
+    fixed window; ``blocked_until`` is its backoff (``authority.accounts.throttle``)."""
 
     __tablename__ = "login_throttle"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[float] = mapped_column(Float, index=True)
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")

@@ -19,6 +19,7 @@ from litestar.params import JSONBody
 
 from authority.accounts.passwords import ahash_password
 from authority.accounts.registration import registration_problems
+from authority.accounts.throttle import take_registration
 from authority.accounts.users import UserExists, UserRecord, create_user, taken_field
 from authority.sessions.families import find_family, revoke_family, revoke_user_families
 from authority.sessions.refresh_tokens import parse_refresh_token
@@ -151,6 +152,7 @@ async def login(
         **BODY_RESPONSES,
         **refusal_spec(400, "a field is invalid or malformed; see errors"),
         **CSRF_RESPONSES,
+        **refusal_spec(429, "too many sign-ups from this address; see Retry-After"),
     },
 )
 async def register(
@@ -161,6 +163,15 @@ async def register(
     auth = sessions.auth
     await require_csrf_for_cookies(sessions, request, data.delivery)
     problems = registration_problems(data.username, data.email, data.password)
+    if not problems:
+        # Per address, before the lookup and the hashing: a taken name or email is an
+        # answer worth collecting, and a flood would fill the hashing queue.
+        window = auth.settings.login_failure_window
+        wait = await auth.db.write(take_registration, client_address(request), window, auth.clock())
+        if wait is not None:
+            raise AuthError(
+                429, "too many sign-ups; try again later", headers={"Retry-After": str(wait)}
+            )
     # Checked before hashing, so a taken name costs no argon2; create_user checks
     # again in its transaction.
     taken = None if problems else await auth.db.read(taken_field, data.username, data.email)

@@ -232,6 +232,24 @@ def test_within_the_grace_window_twenty_simultaneous_refreshes_all_get_distinct_
     assert family_revoked_at(serve, presented.family_id) is None
 
 
+def test_once_one_racing_sibling_is_used_the_others_are_consumed_and_using_one_revokes_the_family(
+    serve: Deployment, app: Client
+) -> None:
+    """A family never forks (README, "Tokens"), on any replica."""
+    servers = start(serve, grace=30)
+    token = login(servers[0], app)
+    answers = refresh_together(servers, app, token)
+    assert [a.status for a in answers] == [200] * RACERS, summary(answers)
+    issued = [a.body["refresh_token"] for a in answers]
+
+    used = refresh(servers[0], app, issued[0])
+    assert used.status_code == 200, used.text
+    assert all(stored(serve, other).consumed_at is not None for other in issued[1:])
+    replayed = refresh(servers[-1], app, issued[1])
+    assert (replayed.status_code, replayed.json()["error"]) == (400, "invalid_grant")
+    assert family_revoked_at(serve, stored(serve, token).family_id) is not None
+
+
 def test_reuse_after_the_grace_window_revokes_the_whole_family_and_the_revocation_is_committed(
     serve: Deployment, app: Client
 ) -> None:

@@ -1,6 +1,8 @@
-"""Failed-login throttling (README, "HTTP API"): per account and per client address, 429 with
-``Retry-After``, no lockout of other accounts, bounded password hashing. (That the
-limits hold across replicas: ``tests/integration/test_auth_throttle_servers.py``.)"""
+"""Failed-login throttling (README, "Throttling"): per client address, and per account
+with backoff per (account, address) pair; 429 with ``Retry-After``; no stranger can lock
+an account, yet many addresses guessing one account stay slow; bounded password
+hashing. (That the limits hold across replicas:
+``tests/integration/test_auth_throttle_servers.py``.)"""
 
 from __future__ import annotations
 
@@ -113,11 +115,73 @@ async def test_a_success_resets_the_account_counter(world: World) -> None:
         assert (await attempt(world, name, PASSWORD)).status_code == 200
 
 
+async def test_one_address_cannot_lock_out_a_user_who_has_the_right_password(
+    world: World,
+) -> None:
+    name, _ = await world.new_user()
+    statuses = [
+        (await attempt(world, name, f"guess {n}", "198.51.100.66")).status_code
+        for n in range(ACCOUNT_LIMIT + 3)
+    ]
+    assert statuses == [401] * ACCOUNT_LIMIT + [429] * 3
+    owner = await attempt(world, name, PASSWORD, "192.0.2.200")
+    assert owner.status_code == 200, owner.text
+    # The guessing address stays held back after the owner's success.
+    assert (await attempt(world, name, "guess", "198.51.100.66")).status_code == 429
+
+
+async def test_attempts_refused_by_the_address_limit_do_not_count_against_the_account(
+    world: World,
+) -> None:
+    victim, _ = await world.new_user()
+    for _ in range(ADDRESS_LIMIT):
+        other, _ = await world.new_user()
+        assert (await attempt(world, other, "wrong", "192.0.2.66")).status_code == 401
+    for _ in range(3 * ACCOUNT_LIMIT):
+        assert (await attempt(world, victim, "wrong", "192.0.2.66")).status_code == 429
+    ok = await attempt(world, victim, PASSWORD, "192.0.2.67")
+    assert ok.status_code == 200, ok.text
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_the_lock_ends_with_its_window_and_counters_are_pruned(
+async def test_many_addresses_guessing_one_account_are_slowed_by_a_growing_backoff(
     backend: str, tmp_path: Path
 ) -> None:
-    limits = Limits(account=2, address=100, window=WINDOW)
+    """Ten addresses take turns at one account for a whole window: past the budget each
+    guess waits for a gate whose step doubles, so they get a handful of guesses in all,
+    and a refused attempt counts against nothing."""
+    limits = Limits(account=3, address=100, window=160)  # steps of 10, 20, 40 s ...
+    clock = Clock()
+    with database(backend, tmp_path) as url:
+        await asyncio.to_thread(upgrade, url)
+        db = Database(url)
+        try:
+            admitted, waits = 0, []
+            end = clock.now + limits.window - 1
+            n = 0
+            while clock.now < end:
+                address = f"10.0.0.{n % 10}"
+                n += 1
+                wait = await db.write(take_attempt, "user:1", address, limits, clock())
+                if wait is None:
+                    admitted += 1
+                    await db.write(record_failure, address, limits, clock())
+                else:
+                    waits.append(wait)
+                clock.advance(1)
+            assert limits.account < admitted <= limits.account + 10, admitted
+            assert min(waits) > 0
+            assert max(waits) <= limits.window
+        finally:
+            await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_guessing_address_backs_off_and_the_gates_end_with_their_window(
+    backend: str, tmp_path: Path
+) -> None:
+    limits = Limits(account=2, address=100, window=WINDOW * 16)
+    step = WINDOW  # a sixteenth of the window
     clock = Clock()
     with database(backend, tmp_path) as url:
         await asyncio.to_thread(upgrade, url)
@@ -127,11 +191,16 @@ async def test_the_lock_ends_with_its_window_and_counters_are_pruned(
                 assert await db.write(take_attempt, "user:1", "a", limits, clock()) is None
                 await db.write(record_failure, "a", limits, clock())
             clock.advance(10)
-            assert await db.write(take_attempt, "user:1", "a", limits, clock()) == WINDOW - 10
-            clock.advance(WINDOW - 10)
+            assert await db.write(take_attempt, "user:1", "a", limits, clock()) == step - 10
+            # A new address is not held back by the guessing one.
+            assert await db.write(take_attempt, "user:1", "b", limits, clock()) is None
+            clock.advance(step)
             assert await db.write(take_attempt, "user:1", "a", limits, clock()) is None
-            clock.advance(WINDOW)
-            assert await db.write(throttle.prune, clock(), WINDOW) == 2
+            assert await db.write(take_attempt, "user:1", "a", limits, clock()) == 4 * step
+            clock.advance(limits.window)
+            assert await db.write(take_attempt, "user:1", "a", limits, clock()) is None
+            clock.advance(limits.window)
+            assert await db.write(throttle.prune, clock(), limits.window) == 4
         finally:
             await db.dispose()
 

@@ -1,19 +1,22 @@
 """Sign-up (README, "HTTP API", POST /auth/register): no composition rules; 8 to 256
 characters; common passwords refused from the shipped list; usernames and emails unique
-case-insensitively; a clear 400 per field; a refused sign-up changes nothing."""
+case-insensitively; a clear 400 per field; a refused sign-up changes nothing (but its
+address's sign-up count, README "Throttling", when it passed the field rules)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from authority.accounts.registration import common_passwords
-from tests.helpers.world import World
+from tests.helpers.world import World, snapshot
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 GOOD = "plain lowercase words are fine"
+_addresses = (f"198.18.{n // 250}.{n % 250 + 1}" for n in itertools.count())
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -26,7 +29,8 @@ async def taken(running_world: World) -> None:
 
 async def register(world: World, **fields: Any) -> Any:
     body = {"delivery": "body", **fields}
-    return await world.browser().post("/auth/register", json=body)
+    # Each from an address of its own: sign-ups are throttled per address.
+    return await world.browser(next(_addresses)).post("/auth/register", json=body)
 
 
 async def test_the_shipped_list_holds_thousands_of_common_passwords() -> None:
@@ -88,8 +92,10 @@ async def test_each_bad_field_is_named(world: World) -> None:
 async def test_usernames_and_emails_are_unique_case_insensitively(
     taken: None, world: World, username: str, email: str, field: str
 ) -> None:
-    async with world.unchanged():
-        response = await register(world, username=username, email=email, password=GOOD)
+    before = await snapshot(world.settings.database_url)
+    response = await register(world, username=username, email=email, password=GOOD)
+    after = await snapshot(world.settings.database_url)
+    assert {**after, "login_throttle": []} == {**before, "login_throttle": []}
     assert response.status_code == 400
     assert "already exists" in response.json()["errors"][field]
 
