@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Request, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.params import FromPath
 from litestar.response import File
 from swagger_ui_bundle import swagger_ui_path
 
@@ -62,7 +63,7 @@ class SwaggerPage(OpenAPIRenderPlugin):
 
 
 @get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
-def schema_asset(name: str) -> File:
+def schema_asset(name: FromPath[str]) -> File:
     if name not in SERVED:
         raise NotFoundException()
     return File(ASSETS / name, content_disposition_type="inline", media_type=SERVED[name])
