@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.helpers.deployment import PASSWORD, USERNAME, Deployment, provision
 
@@ -183,3 +184,42 @@ def test_the_login_page_forbids_inline_scripts_and_framing(deployment: Deploymen
     script = httpx.get(f"{deployment.servers[0].url}/static/authority.js", timeout=10)
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
+
+
+def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """The CSRF token is the key to every cookie request: a URL of another origin given
+    to ``authority.js`` gets neither it nor the credentials (README, "In the browser")."""
+    context = browser.new_context(base_url=deployment.servers[0].url)
+    elsewhere: list[dict[str, str]] = []
+
+    def record(route: Route) -> None:
+        elsewhere.append(route.request.headers)
+        route.fulfill(status=200, body="{}", headers={"Access-Control-Allow-Origin": "*"})
+
+    context.route(re.compile(r"^https?://elsewhere\.example/"), record)
+    ours: list[dict[str, str]] = []
+    context.on(
+        "request",
+        lambda request: (
+            ours.append(request.all_headers()) if request.url.endswith("/auth/logout") else None
+        ),
+    )
+    tab = context.new_page()
+    tab.goto("/login")
+    wait_for_state(tab, "signed-out")
+    for target in ("https://elsewhere.example/steal", "//elsewhere.example/steal"):
+        status = tab.evaluate(
+            "target => new Authority().send(target, {method: 'POST'}).then(r => r.status)",
+            target,
+        )
+        assert status == 200
+    assert len(elsewhere) == 2
+    assert not [h for h in elsewhere if "x-csrftoken" in h or "cookie" in h]
+    assert (
+        tab.evaluate("new Authority().send('/auth/logout', {method: 'POST'}).then(r => r.status)")
+        == 200
+    )
+    assert "x-csrftoken" in ours[0]
+    context.close()

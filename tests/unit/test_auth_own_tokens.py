@@ -46,16 +46,19 @@ async def test_a_first_party_token_for_another_audience_is_refused(world: World)
     """A resource server that received an /auth-shaped token for itself cannot replay
     it at /auth: the audience must be the authority's own."""
     name, _ = await world.new_user()
-    own = await world.body_login(name)
-    claims = world.decode(own["access"])
-    assert (await world.browser().get("/auth/me", headers=bearer(own["access"]))).status_code == 200
+    claims = world.decode((await world.body_login(name))["access"])
     key = current_signing_key(world.settings)
-    foreign = jwt.encode(
-        {**claims, "aud": "orders-api", "jti": "replayed", "exp": int(time.time()) + 60},
-        key.private_key,
-        "RS256",
-        headers={"kid": key.kid},
-    )
+
+    def signed(audience: str) -> str:
+        edited = {**claims, "aud": audience, "jti": f"{audience}-{time.time_ns()}"}
+        return jwt.encode(
+            edited, key.private_key, "RS256", headers={"kid": key.kid, "typ": "at+jwt"}
+        )
+
+    # The same token signed again for our own audience is accepted: only the aud differs.
+    own = await world.browser().get("/auth/me", headers=bearer(signed("default")))
+    assert own.status_code == 200
+    foreign = signed("orders-api")
     async with world.unchanged():
         me = await world.browser().get("/auth/me", headers=bearer(foreign))
         logout_all = await world.browser().post("/auth/logout-all", headers=bearer(foreign))
