@@ -191,7 +191,8 @@ def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
 ) -> None:
     """The CSRF token is the key to every cookie request: a URL of another origin given
     to ``authority.js`` gets neither it nor the credentials (README, "In the browser")."""
-    context = browser.new_context(base_url=deployment.servers[0].url)
+    base = deployment.servers[0].url
+    context = browser.new_context(base_url=base)
     elsewhere: list[dict[str, str]] = []
 
     def record(route: Route) -> None:
@@ -206,9 +207,18 @@ def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
             ours.append(request.all_headers()) if request.url.endswith("/auth/logout") else None
         ),
     )
+    # A page of the authority's origin without the login page's CSP (whose connect-src
+    # would stop the requests before authority.js is put to the test).
+    context.route(
+        f"{base}/app-page",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html",
+            body='<!DOCTYPE html><script src="/static/authority.js"></script>',
+        ),
+    )
     tab = context.new_page()
-    tab.goto("/login")
-    wait_for_state(tab, "signed-out")
+    tab.goto("/app-page")
     for target in ("https://elsewhere.example/steal", "//elsewhere.example/steal"):
         status = tab.evaluate(
             "target => new Authority().send(target, {method: 'POST'}).then(r => r.status)",
