@@ -113,7 +113,7 @@ async def log_in(
 
 @get(
     "/csrf",
-    summary="A CSRF token for cookie requests (also set as the csrftoken cookie)",
+    summary="A CSRF token for cookie requests, and the name of the cookie that holds it",
     responses=UNAVAILABLE,
 )
 async def get_csrf(
