@@ -2,8 +2,9 @@
 and styles the authority serves itself under a CSP, so that no third-party code runs on
 its origin and the page works offline (README, "HTTP API").
 
-The Swagger UI files come from the pinned ``swagger-ui-bundle`` package (Apache-2.0);
-only the three the page needs are served, under ``/schema/assets``.
+The Swagger UI files are vendored in ``vendor/swagger-ui`` (its README says which
+version, from where, and the licence, Apache-2.0); only the three the page needs are
+served, under ``/schema/assets``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.params import FromPath
 from litestar.response import File
-from swagger_ui_bundle import swagger_ui_path
 
-ASSETS = Path(str(swagger_ui_path))
+ASSETS = Path(__file__).resolve().parent / "vendor" / "swagger-ui"
 SERVED = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",

@@ -233,3 +233,31 @@ def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
     )
     assert "x-csrftoken" in ours[0]
     context.close()
+
+
+def test_the_schema_page_renders_from_the_authority_alone(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """``/schema`` needs no other origin (offline, no third-party code) and its CSP
+    refuses nothing the page itself uses (README, "HTTP API")."""
+    base = deployment.servers[0].url
+    context = browser.new_context(base_url=base)
+    foreign: list[str] = []
+
+    def refuse(route: Route) -> None:
+        foreign.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(base), refuse)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/schema")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    assert "/auth/login" in page.inner_text("#swagger-ui")
+    assert foreign == []
+    assert errors == []
+    context.close()
