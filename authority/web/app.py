@@ -163,7 +163,6 @@ def create_app(
             KeyStoreError: _unavailable,
             HashingBusy: _unavailable,
             HTTPException: _http_error,
-            RecursionError: _too_deep,
             Exception: _internal_error,
         },
         cors_config=cors_config(settings),
@@ -203,13 +202,6 @@ def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     if exc.extra:
         body["extra"] = exc.extra
     return Response(body, status_code=exc.status_code, headers=exc.headers)
-
-
-def _too_deep(request: Request[Any, Any, Any], _exc: RecursionError) -> Response[dict[str, Any]]:
-    """Parsing a request is the only recursion untrusted input reaches (a JSON body
-    nested thousands deep): a client mistake, not a crash."""
-    log.warning("%s %s: request nested too deeply", request.method, request.url.path)
-    return Response({"status_code": 400, "detail": "request nested too deeply"}, status_code=400)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

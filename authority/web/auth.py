@@ -67,8 +67,8 @@ async def require_csrf_for_cookies(
     sessions: CookieSessions, request: Request[Any, Any, Any], delivery: Delivery
 ) -> None:
     """Login and sign-up that set cookies need the CSRF token (login CSRF), Bearer
-    header or not: a header a cross-site form cannot send proves nothing about the
-    cookies the answer sets."""
+    header or not: the rule is that an answer which sets session cookies needs it, and
+    a Bearer header vouches for nothing here."""
     if delivery == "cookie":
         await sessions.require_csrf(request)
 
