@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -78,6 +79,7 @@ class Settings:
         if self.cookie_secure is None:
             object.__setattr__(self, "cookie_secure", self.is_production)
         self._validate()
+        self._validate_cors()
 
     @property
     def is_production(self) -> bool:
@@ -140,6 +142,12 @@ class Settings:
             raise SettingsError(
                 f"AUTHORITY_SECRET_KEY must be at least {MIN_SECRET_KEY} characters"
             )
+
+    def _validate_cors(self) -> None:
+        for origin in self.cors_origins:
+            problem = cors_origin_problem(origin, loopback_http=not self.is_production)
+            if problem:
+                raise SettingsError(f"AUTHORITY_CORS_ORIGINS: {origin!r} {problem}")
 
     def secret_key_bytes(self) -> bytes:
         """``SECRET_KEY``, or outside production the key kept in ``secret_key_file``
@@ -223,6 +231,35 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def cors_origin_problem(origin: str, *, loopback_http: bool) -> str | None:
+    """Why ``origin`` may not be a CORS origin, or None. Each one may send credentialed
+    requests, so only exact origins (RFC 6454 section 7: ``scheme://host[:port]``) are
+    allowed, ``https`` unless ``loopback_http`` allows ``http://`` on a loopback host
+    (development and tests). ``*`` and ``null`` would let any page, or a sandboxed one,
+    read the answers."""
+    if origin in ("*", "null"):
+        return "would let any site send requests with the user's cookies"
+    if "*" in origin:
+        return "is a pattern; list each origin exactly"
+    parts = urlsplit(origin)
+    try:
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        return "has an invalid port"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be scheme://host[:port] with https"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold credentials"
+    if origin != f"{parts.scheme}://{parts.netloc}" or origin != origin.lower():
+        return "must be scheme://host[:port] in lowercase, without path, query or trailing /"
+    if parts.scheme == "http" and not (loopback_http and parts.hostname in LOOPBACK_HOSTS):
+        return "must use https (http only for a loopback host outside production)"
+    return None
 
 
 def _parse(name: str, raw: str, annotation: object) -> Any:

@@ -13,7 +13,6 @@ from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.exc import DBAPIError
 
@@ -35,6 +34,7 @@ from authority.web.discovery import discovery_handlers
 from authority.web.frontend import frontend_handlers
 from authority.web.http import SKIP_METRICS, unavailable
 from authority.web.oauth import oauth_handlers
+from authority.web.schema_page import SwaggerPage, schema_router
 
 log = logging.getLogger("authority")
 
@@ -117,18 +117,21 @@ def create_app(
         },
     )
     async def ready() -> Response[dict[str, Any]]:
-        checks: dict[str, str] = {}
+        # The answer is public: it names the failed check, the log says why (the key
+        # manager logs its own problems). A kid is public anyway, in the JWKS.
+        checks = {"database": "ok", "signing_key": "unavailable", "keystore": "ok"}
         try:
             await db.ping(within=2.0)
-            checks["database"] = "ok"
         except DatabaseUnavailable as exc:
-            checks["database"] = str(exc)
+            log.warning("not ready: database: %s", exc)
+            checks["database"] = "unavailable"
         try:
             checks["signing_key"] = f"ok ({keys.signing_key().kid})"
         except KeyStoreError as exc:
-            checks["signing_key"] = str(exc)
+            log.warning("not ready: signing key: %s", exc)
         # A broken store with a loaded key keeps signing: degraded, still ready.
-        checks["keystore"] = keys.problem or "ok"
+        if keys.problem:
+            checks["keystore"] = "degraded"
         is_ready = checks["database"] == "ok" and checks["signing_key"].startswith("ok")
         return Response(
             {"status": "ready" if is_ready else "unavailable", "checks": checks},
@@ -167,7 +170,8 @@ def create_app(
             title="Token authority",
             version=__version__,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(path="/")],
+            render_plugins=[SwaggerPage("/schema")],
+            openapi_router=schema_router("/schema"),
         ),
         debug=False,
     )

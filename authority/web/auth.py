@@ -56,7 +56,7 @@ from authority.web.auth_schema import (
     refusal_spec,
     user_out,
 )
-from authority.web.cookies import FIRST_PARTY, REFRESH_COOKIE, CookieSessions
+from authority.web.cookies import FIRST_PARTY, CookieSessions
 from authority.web.http import MAX_BODY, NO_STORE, UNAVAILABLE, bearer_token, client_address
 
 
@@ -67,9 +67,28 @@ def respond(content: Any, status: int = 200, cookies: list[Cookie] | None = None
 async def require_csrf_for_cookies(
     sessions: CookieSessions, request: Request[Any, Any, Any], delivery: Delivery
 ) -> None:
-    """Login and sign-up that set cookies need the CSRF token (login CSRF)."""
-    if delivery == "cookie" and bearer_token(request) is None:
+    """Login and sign-up that set cookies need the CSRF token (login CSRF), Bearer
+    header or not: the rule is that an answer which sets session cookies needs it, and
+    a Bearer header vouches for nothing here."""
+    if delivery == "cookie":
         await sessions.require_csrf(request)
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json``, with at most a UTF-8 charset (RFC 8259 section 8.1)."""
+    media, *params = (part.strip().lower() for part in content_type.split(";"))
+    return media == "application/json" and all(
+        p.replace(" ", "") in ("charset=utf-8", 'charset="utf-8"') for p in params
+    )
+
+
+async def require_json(request: Request[Any, Any, Any]) -> None:
+    """A body must be JSON: a ``text/plain`` or form body is what a cross-site page
+    can send without a CORS preflight. Requests without a body pass."""
+    headers = request.headers
+    has_body = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+    if has_body and not _is_json(headers.get("content-type", "")):
+        raise AuthError(415, "the body must be Content-Type: application/json")
 
 
 def tokens_of(auth: Authority, session: Session) -> TokensOut:
@@ -95,14 +114,14 @@ async def log_in(
 
 @get(
     "/csrf",
-    summary="A CSRF token for cookie requests (also set as the csrftoken cookie)",
+    summary="A CSRF token for cookie requests, and the name of the cookie that holds it",
     responses=UNAVAILABLE,
 )
 async def get_csrf(
     request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions]
 ) -> Response[CsrfOut]:
     token = await sessions.csrf_token(request)
-    return respond(CsrfOut(token), cookies=[sessions.csrf_cookie(token)])
+    return respond(CsrfOut(token, sessions.names.csrf), cookies=[sessions.csrf_cookie(token)])
 
 
 @post(
@@ -217,7 +236,7 @@ async def refresh(
         # A Bearer request is judged by its header alone: its cookies do not count.
         if bearer_token(request) is None:
             await sessions.require_csrf(request)
-            raw = request.cookies.get(REFRESH_COOKIE, "")
+            raw = request.cookies.get(sessions.names.refresh, "")
         if not raw:
             raise AuthError(401, "no refresh token", error="invalid_grant")
     try:
@@ -314,6 +333,10 @@ async def check(
 def auth_routes(auth: Authority, keys: KeyManager) -> Router:
     sessions = CookieSessions(auth, keys)
 
+    def too_deep(request: Request[Any, Any, Any], _exc: RecursionError) -> Response[ErrorOut]:
+        # msgspec recurses once per nesting level of the JSON body.
+        return refused(request, AuthError(400, "malformed request: JSON nested too deeply"))
+
     def refused(_request: Request[Any, Any, Any], exc: AuthError) -> Response[ErrorOut]:
         cookies = sessions.cleared_session() if exc.clear_session else []
         return Response(
@@ -328,6 +351,7 @@ def auth_routes(auth: Authority, keys: KeyManager) -> Router:
         route_handlers=[get_csrf, login, register, refresh, logout, logout_all, me, check],
         dependencies={"sessions": Provide(lambda: sessions, sync_to_thread=False)},
         request_max_body_size=MAX_BODY,
-        exception_handlers={AuthError: refused},
+        before_request=require_json,
+        exception_handlers={AuthError: refused, RecursionError: too_deep},
         tags=["auth"],
     )

@@ -70,7 +70,11 @@ class RefreshOut(msgspec.Struct, omit_defaults=True):
 
 
 class CsrfOut(msgspec.Struct):
+    """The token, and the name of the cookie that holds it (prefixed when cookies are
+    ``Secure``), so that scripts need not guess it."""
+
     csrf_token: str
+    cookie_name: str
 
 
 class CheckOut(msgspec.Struct):
@@ -126,8 +130,12 @@ def refusal_spec(status: int, description: str) -> dict[int, ResponseSpec]:
 NOT_AUTHENTICATED = "not authenticated"
 # Every request with a JSON body: malformed or too big, and the storage may be down.
 BODY_RESPONSES = {
-    **refusal_spec(400, "malformed request: not JSON, not an object, unknown or mistyped fields"),
+    **refusal_spec(
+        400,
+        "malformed request: not JSON, nested too deeply, not an object, unknown or mistyped fields",
+    ),
     **refusal_spec(413, "the body is over 16 KiB"),
+    **refusal_spec(415, "the body is not Content-Type: application/json"),
     **UNAVAILABLE,
 }
 CSRF_RESPONSES = {

@@ -6,11 +6,19 @@ authority that acts for a signed-in browser can.
 Cookie requests must pass the CSRF check of ``authority.web.csrf``. A request with an
 ``Authorization: Bearer`` header is authenticated by that header alone: its cookies
 are ignored and it needs no CSRF token (a cross-site page cannot set that header
-without a CORS preflight, which only ``CORS_ORIGINS`` pass).
+without a CORS preflight, which only ``CORS_ORIGINS`` pass). Only access tokens that
+``/auth`` issued itself count: those of the first-party client, for the authority's own
+audience; a token another client or a resource server was given is refused.
+
+With ``Secure`` cookies the names carry the prefixes of RFC 6265bis section 4.1.3
+(``__Host-`` and ``__Secure-``), which browsers accept only from a secure origin and,
+for ``__Host-``, only without ``Domain`` and with ``Path=/``: a sibling subdomain can
+then not plant a session or a CSRF token (README, "Logging in users").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from litestar import Request
@@ -39,9 +47,22 @@ FIRST_PARTY = ClientRecord(
     is_active=True,
     secret_hash=None,
 )
-ACCESS_COOKIE = "access_token"
-REFRESH_COOKIE = "refresh_token"
 REFRESH_PATH = "/auth"
+
+
+@dataclass(frozen=True)
+class CookieNames:
+    """The names of the three /auth cookies: prefixed when they are ``Secure``."""
+
+    access: str
+    refresh: str
+    csrf: str
+
+    @classmethod
+    def for_secure(cls, secure: bool) -> CookieNames:
+        if not secure:
+            return cls("access_token", "refresh_token", "csrftoken")
+        return cls("__Host-access_token", "__Secure-refresh_token", "__Host-csrftoken")
 
 
 def _session_user(conn: Connection, sid: str, jti: str, user_id: int) -> UserRecord | None:
@@ -61,11 +82,13 @@ class CookieSessions:
         self.csrf_key = csrf.derive_key(auth.secret_key)
         self.trusted_origins = (*settings.cors_origins, settings.issuer)
         self.samesite = cast(Literal["lax", "strict", "none"], settings.cookie_samesite)
+        self.names = CookieNames.for_secure(settings.secure_cookies)
 
     # --- who the request is ------------------------------------------------------------
 
     def claims_of(self, token: str | None, *, expired_ok: bool = False) -> dict[str, Any] | None:
-        """Verified claims of one of our user access tokens (they carry a ``sid``)."""
+        """Verified claims of an access token that /auth issued (first-party client, our
+        own audience, a ``sid``), else None."""
         if not token:
             return None
         claims = decode_own_access_token(
@@ -77,6 +100,10 @@ class CookieSessions:
         )
         if claims is None or type(claims.get("sid")) is not str:
             return None
+        if claims.get("client_id") != FIRST_PARTY.client_id:
+            return None
+        if claims.get("aud") != self.auth.settings.audience:
+            return None
         sub = claims.get("sub")
         return claims if isinstance(sub, str) and sub.isascii() and sub.isdigit() else None
 
@@ -85,7 +112,7 @@ class CookieSessions:
         the token is unexpired and unrevoked and its session stands."""
         token = bearer_token(request)
         if token is None:
-            token = request.cookies.get(ACCESS_COOKIE)
+            token = request.cookies.get(self.names.access)
         claims = self.claims_of(token)
         if claims is None:
             return None
@@ -98,7 +125,7 @@ class CookieSessions:
         CSRF check and logout may both ask)."""
         state = request.state
         if "refresh_family" not in state:
-            presented = parse_refresh_token(request.cookies.get(REFRESH_COOKIE, ""))
+            presented = parse_refresh_token(request.cookies.get(self.names.refresh, ""))
             family = await self.auth.db.read(find_family, presented) if presented else None
             if family is not None and family.client_id != FIRST_PARTY.client_id:
                 family = None
@@ -108,7 +135,7 @@ class CookieSessions:
     async def cookie_session(self, request: Request[Any, Any, Any]) -> str:
         """The login session the request's cookies belong to ("" when none), which
         CSRF tokens are bound to. An expired access cookie still names its session."""
-        claims = self.claims_of(request.cookies.get(ACCESS_COOKIE), expired_ok=True)
+        claims = self.claims_of(request.cookies.get(self.names.access), expired_ok=True)
         if claims is not None:
             return str(claims["sid"])
         return await self.refresh_cookie_family(request) or ""
@@ -123,7 +150,7 @@ class CookieSessions:
         if not csrf.double_submit_ok(
             self.csrf_key,
             request.headers.get(csrf.HEADER),
-            request.cookies.get(csrf.COOKIE),
+            request.cookies.get(self.names.csrf),
             session,
         ):
             raise AuthError(403, csrf.FAILED)
@@ -132,7 +159,7 @@ class CookieSessions:
         """The request's CSRF token while it still fits its session, else a new one
         (so that tabs don't clobber each other)."""
         session = await self.cookie_session(request)
-        token = request.cookies.get(csrf.COOKIE)
+        token = request.cookies.get(self.names.csrf)
         if not csrf.token_fits(self.csrf_key, token, session) or token is None:
             token = csrf.new_token(self.csrf_key, session)
         return token
@@ -154,13 +181,13 @@ class CookieSessions:
 
     def session_cookies(self, access: str, refresh: str, refresh_expires_in: int) -> list[Cookie]:
         return [
-            self.cookie(ACCESS_COOKIE, access, self.auth.settings.access_ttl),
-            self.cookie(REFRESH_COOKIE, refresh, refresh_expires_in, path=REFRESH_PATH),
+            self.cookie(self.names.access, access, self.auth.settings.access_ttl),
+            self.cookie(self.names.refresh, refresh, refresh_expires_in, path=REFRESH_PATH),
         ]
 
     def csrf_cookie(self, token: str) -> Cookie:
         return self.cookie(
-            csrf.COOKIE, token, self.auth.settings.refresh_family_ttl, http_only=False
+            self.names.csrf, token, self.auth.settings.refresh_family_ttl, http_only=False
         )
 
     def login_cookies(
@@ -176,7 +203,7 @@ class CookieSessions:
     def cleared_session(self) -> list[Cookie]:
         """Token cookies deleted, and a fresh anonymous CSRF token."""
         return [
-            self.cookie(ACCESS_COOKIE, "", 0),
-            self.cookie(REFRESH_COOKIE, "", 0, path=REFRESH_PATH),
+            self.cookie(self.names.access, "", 0),
+            self.cookie(self.names.refresh, "", 0, path=REFRESH_PATH),
             self.csrf_cookie(csrf.new_token(self.csrf_key, "")),
         ]

@@ -2,11 +2,12 @@
 to the login session, and an ``Origin`` check (OWASP CSRF Prevention Cheat Sheet).
 
 A token is ``nonce.mac`` with ``mac = HMAC(key, session id, nonce)``; the anonymous
-session has the empty id. The browser sends it twice, in the ``csrftoken`` cookie and
-the ``X-CSRFToken`` header, and the two must be equal and the MAC must fit the session
-the request's cookies belong to. So a token minted for one session, planted with the
-cookies of another (cookie tossing from a sibling subdomain), is refused, and a token
-from before login stops working after it (login rotates it, like Django does).
+session has the empty id. The browser sends it twice, in the CSRF cookie (``csrftoken``,
+or ``__Host-csrftoken`` when cookies are ``Secure``) and the ``X-CSRFToken`` header, and
+the two must be equal and the MAC must fit the session the request's cookies belong to.
+So a token minted for one session, planted with the cookies of another (cookie tossing
+from a sibling subdomain), is refused, and a token from before login stops working after
+it (login rotates it, like Django does).
 
 Litestar's ``CSRFConfig`` signs tokens too, but binds them to nothing and cannot exempt
 requests authenticated by an ``Authorization`` header (README, "Logging in users").
@@ -22,7 +23,6 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 HEADER = "x-csrftoken"
-COOKIE = "csrftoken"
 FAILED = "CSRF token missing or incorrect"
 MAX_TOKEN = 128
 

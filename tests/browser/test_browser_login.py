@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.helpers.deployment import PASSWORD, USERNAME, Deployment, provision
 
@@ -183,3 +184,80 @@ def test_the_login_page_forbids_inline_scripts_and_framing(deployment: Deploymen
     script = httpx.get(f"{deployment.servers[0].url}/static/authority.js", timeout=10)
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
+
+
+def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """The CSRF token is the key to every cookie request: a URL of another origin given
+    to ``authority.js`` gets neither it nor the credentials (README, "In the browser")."""
+    base = deployment.servers[0].url
+    context = browser.new_context(base_url=base)
+    elsewhere: list[dict[str, str]] = []
+
+    def record(route: Route) -> None:
+        elsewhere.append(route.request.headers)
+        route.fulfill(status=200, body="{}", headers={"Access-Control-Allow-Origin": "*"})
+
+    context.route(re.compile(r"^https?://elsewhere\.example/"), record)
+    ours: list[dict[str, str]] = []
+    context.on(
+        "request",
+        lambda request: (
+            ours.append(request.all_headers()) if request.url.endswith("/auth/logout") else None
+        ),
+    )
+    # A page of the authority's origin without the login page's CSP (whose connect-src
+    # would stop the requests before authority.js is put to the test).
+    context.route(
+        f"{base}/app-page",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html",
+            body='<!DOCTYPE html><script src="/static/authority.js"></script>',
+        ),
+    )
+    tab = context.new_page()
+    tab.goto("/app-page")
+    for target in ("https://elsewhere.example/steal", "//elsewhere.example/steal"):
+        status = tab.evaluate(
+            "target => new Authority().send(target, {method: 'POST'}).then(r => r.status)",
+            target,
+        )
+        assert status == 200
+    assert len(elsewhere) == 2
+    assert not [h for h in elsewhere if "x-csrftoken" in h or "cookie" in h]
+    assert (
+        tab.evaluate("new Authority().send('/auth/logout', {method: 'POST'}).then(r => r.status)")
+        == 200
+    )
+    assert "x-csrftoken" in ours[0]
+    context.close()
+
+
+def test_the_schema_page_renders_from_the_authority_alone(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """``/schema`` needs no other origin (offline, no third-party code) and its CSP
+    refuses nothing the page itself uses (README, "HTTP API")."""
+    base = deployment.servers[0].url
+    context = browser.new_context(base_url=base)
+    foreign: list[str] = []
+
+    def refuse(route: Route) -> None:
+        foreign.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(base), refuse)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/schema")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    assert "/auth/login" in page.inner_text("#swagger-ui")
+    assert foreign == []
+    assert errors == []
+    context.close()

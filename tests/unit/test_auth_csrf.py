@@ -172,3 +172,21 @@ async def test_samesite_none_needs_secure_cookies() -> None:
     with pytest.raises(SettingsError, match="COOKIE_SECURE"):
         Settings(env="test", cookie_samesite="none")
     assert Settings(env="test", cookie_samesite="none", cookie_secure=True).cookie_samesite
+
+
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/register"])
+async def test_a_bearer_header_does_not_spare_a_cookie_delivery_the_csrf_check(
+    world: World, path: str
+) -> None:
+    """A Bearer header says nothing about the cookies the answer would set (login CSRF
+    plants the attacker's session): cookie delivery always needs the CSRF token."""
+    name, _ = await world.new_user()
+    body = {"username": name, "password": PASSWORD}
+    if path == "/auth/register":
+        body = {"username": f"new-{name}", "email": f"new-{name}@example.org", "password": PASSWORD}
+    client = world.browser()
+    await client.get("/auth/csrf")
+    async with world.unchanged():
+        response = await client.post(path, json=body, headers={"Authorization": "Bearer x"})
+    assert (response.status_code, response.json()) == (403, REFUSED)
+    assert "access_token" not in response.headers.get("set-cookie", "")

@@ -17,6 +17,7 @@ from authority.settings import Settings
 from authority.signing.file_store import FileKeyStore
 from authority.signing.manager import ensure_key, rotate
 from authority.signing.records import KeyStoreError
+from authority.storage.database import Database, DatabaseUnavailable
 from authority.storage.migrate import upgrade
 from authority.web.app import create_app
 from tests.helpers.stores import current_signing_key
@@ -133,17 +134,23 @@ async def test_health_live_and_ready(client: AsyncTestClient[Litestar]) -> None:
 
 
 async def test_ready_reports_a_broken_key_store_while_signing_goes_on(
-    client: AsyncTestClient[Litestar], settings: Settings
+    client: AsyncTestClient[Litestar], settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The public answer says the store is degraded; which file is broken goes to the
+    log only (README, "HTTP API")."""
     for path in settings.keys_dir.glob("*.json"):
         path.write_text("{broken")
     for _ in range(50):
-        checks = (await client.get("/health/ready")).json()["checks"]
+        ready = await client.get("/health/ready")
+        checks = ready.json()["checks"]
         if checks["keystore"] != "ok":
             break
         await asyncio.sleep(0.05)
-    assert "corrupted" in checks["keystore"]
+    assert ready.status_code == 200
+    assert checks["keystore"] == "degraded"
     assert checks["signing_key"].startswith("ok")
+    assert str(settings.keys_dir) not in ready.text
+    assert any("corrupted" in r.getMessage() for r in caplog.records)
 
 
 async def test_metrics_are_prometheus_text(client: AsyncTestClient[Litestar]) -> None:
@@ -195,3 +202,24 @@ async def test_app_refuses_insecure_production_settings(
 ) -> None:
     with pytest.raises(RuntimeError, match="AUTHORITY_KEY_PASSPHRASE"):
         create_app(make_settings(env="production"))
+
+
+async def test_ready_names_the_failed_check_but_not_the_drivers_error(
+    client: AsyncTestClient[Litestar],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The readiness answer is public: which check failed, not the driver's words (host
+    names, user names, versions); those go to the log."""
+    detail = 'connection to server at "db.internal" (10.0.0.5), port 5432 failed: FATAL'
+
+    async def down(_db: Database, within: float) -> None:
+        raise DatabaseUnavailable(detail)
+
+    monkeypatch.setattr(Database, "ping", down)
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    assert ready.json()["checks"]["database"] == "unavailable"
+    assert "db.internal" not in ready.text
+    assert any(detail in r.getMessage() for r in caplog.records)

@@ -9,8 +9,9 @@
  *   await auth.logout();
  *
  * Tokens live in HttpOnly cookies that scripts cannot read; this file only handles the
- * CSRF token (the readable csrftoken cookie, sent back as the X-CSRFToken header on
- * unsafe requests) and refreshing:
+ * CSRF token (the readable CSRF cookie, whose name /auth/csrf tells: csrftoken, or
+ * __Host-csrftoken with Secure cookies; sent back as the X-CSRFToken header on unsafe
+ * requests to the authority's origin, never to another) and refreshing:
  *   - a request answered 401 triggers one refresh, then is retried once;
  *   - concurrent requests of a tab share that one refresh;
  *   - tabs take turns through a Web Lock, and a tab that waited while another tab
@@ -67,6 +68,9 @@
   class Authority {
     constructor(options = {}) {
       this.baseUrl = (options.baseUrl || "").replace(/\/$/, "");
+      // The authority's origin: the only one that gets the CSRF token and cookies.
+      this.origin = new URL(this.baseUrl || "/", global.location.href).origin;
+      this._csrfCookie = null; // learnt from /auth/csrf
       this.onLogout = options.onLogout || null;
       this.refreshes = 0; // refresh requests this tab sent (for diagnostics and tests)
       this._refreshing = null;
@@ -78,26 +82,33 @@
       }
     }
 
-    /** The CSRF token: the csrftoken cookie, fetched from /auth/csrf when missing. */
+    /** The CSRF token: the CSRF cookie, fetched from /auth/csrf (which names the
+     * cookie) when missing. */
     async csrfToken() {
-      const token = readCookie("csrftoken");
+      const token = this._csrfCookie ? readCookie(this._csrfCookie) : null;
       if (token) return token;
       const response = await fetch(this.baseUrl + "/auth/csrf", { credentials: "include" });
       if (!response.ok) throw await failure(response);
-      return (await response.json()).csrf_token;
+      const body = await response.json();
+      this._csrfCookie = body.cookie_name;
+      return body.csrf_token;
     }
 
-    /** One request with cookies, the CSRF header when unsafe, and `json` encoded. */
+    /** One request, `json` encoded. Requests to the authority's origin carry its
+     * cookies and, when unsafe, the CSRF header; any other origin gets neither. */
     async send(path, options = {}) {
       const { json, ...init } = options;
       const method = (init.method || "GET").toUpperCase();
       const headers = new Headers(init.headers || {});
-      if (!SAFE_METHODS.has(method)) headers.set("X-CSRFToken", await this.csrfToken());
+      const url = new URL(this.baseUrl + path, global.location.href);
+      const ours = url.origin === this.origin;
+      if (ours && !SAFE_METHODS.has(method)) headers.set("X-CSRFToken", await this.csrfToken());
       if (json !== undefined) {
         headers.set("Content-Type", "application/json");
         init.body = JSON.stringify(json);
       }
-      return fetch(this.baseUrl + path, { ...init, method, headers, credentials: "include" });
+      const credentials = ours ? "include" : "same-origin";
+      return fetch(url.href, { ...init, method, headers, credentials });
     }
 
     /** An authenticated request: on a 401, refresh once (shared) and retry once. */
