@@ -23,14 +23,20 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def refused(workdir: Path, **env: str) -> str:
-    """Run ``serve`` and return its one error line; fail if it served or said more."""
+def refused_lines(workdir: Path, **env: str) -> list[str]:
+    """Run ``serve`` and return its error lines, one per problem; fail if it served."""
     env.setdefault("AUTHORITY_KEY_PASSPHRASE", PASSPHRASE)
     result = run_cli(workdir, "serve", "--port", str(free_port()), env=cli_env(**env), timeout=30)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
+    assert all(line.startswith("error: ") for line in lines), result.stderr
+    return lines
+
+
+def refused(workdir: Path, **env: str) -> str:
+    """Run ``serve`` and return its one error line; fail if it served or said more."""
+    lines = refused_lines(workdir, **env)
+    assert len(lines) == 1, lines
     return lines[0]
 
 
@@ -101,6 +107,10 @@ def test_unmigrated_database(workdir: Path) -> None:
     assert "run `authority db upgrade`" in line
 
 
-def test_insecure_production_settings(workdir: Path) -> None:
-    line = refused(workdir, AUTHORITY_ENV="production")
-    assert "AUTHORITY_ISSUER must be https in production" in line
+def test_insecure_production_settings_are_refused_one_line_each(workdir: Path) -> None:
+    lines = refused_lines(workdir, AUTHORITY_ENV="production")
+    assert "error: AUTHORITY_ISSUER must be https in production, not http://127.0.0.1" in "\n".join(
+        lines
+    )
+    assert any("AUTHORITY_SECRET_KEY is required in production" in line for line in lines)
+    assert len(lines) == len(set(lines)) >= 2
