@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-
-from authority.signing.keys import decrypt
+from authority.signing.keys import decrypt, private_pem
 from authority.signing.records import KeyRecord, KeyStore, KeyStoreError, sort_key
 
 Outcome = Literal["encrypted", "re-encrypted", "unchanged"]
@@ -81,11 +79,7 @@ def reencrypt(
             return "unchanged", None
         except KeyStoreError:
             key, outcome = _open_with_old(record, old_passphrases), "re-encrypted"
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode()),
-    )
+    pem = private_pem(key, passphrase)
     decrypt(dataclasses.replace(record, private_pem=pem), passphrase)  # it opens again
     return outcome, pem
 

@@ -24,14 +24,7 @@ def generate(
     algorithm: Algorithm = RS256,
 ) -> KeyRecord:
     private_key = algorithm.generate(size)
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    pem = private_pem(private_key, passphrase)
     jwk = algorithm.public_jwk(private_key.public_key())
     return KeyRecord(
         kid=thumbprint(jwk),
@@ -40,6 +33,20 @@ def generate(
         activate_at=activate_at,
         private_pem=pem,
         public_jwk=jwk,
+    )
+
+
+def private_pem(private_key: Any, passphrase: str | None) -> bytes:
+    """How a private key is stored: PKCS#8 PEM, encrypted under ``passphrase`` if any."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return bytes(
+        private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
     )
 
 

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from authority.settings import Settings
 from authority.signing.database_store import DatabaseKeyStore
 from authority.signing.encryption import EncryptStep, encrypt_keys
 from authority.signing.file_store import FileKeyStore
-from authority.signing.keys import decrypt
+from authority.signing.keys import decrypt, private_pem
 from authority.signing.manager import KeyManager
 from authority.signing.records import (
     KeyRecord,
@@ -68,14 +67,7 @@ def production(passphrase: str | None = NEW) -> Settings:
 def record(number: int, passphrase: str | None, activate_at: float) -> KeyRecord:
     """Key ``number`` of the test run (generated once) stored as ``generate`` stores it."""
     key = rsa_key(number)
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    pem = private_pem(key, passphrase)
     jwk = RS256.public_jwk(key.public_key())
     return KeyRecord(thumbprint(jwk), 2048, NOW - 100, activate_at, pem, jwk)
 
