@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import stat
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+AFTER_COMMIT = "authority_after_commit"  # Connection.info key, see ``after_commit``
 P = ParamSpec("P")
 T = TypeVar("T")
 Work = Callable[Concatenate[Connection, P], T]
@@ -142,9 +144,17 @@ class Database:
                 engine = self._write_engine if write else self._read_engine
                 loop = asyncio.get_running_loop()
                 executor = self._writer if write else self._readers
-                return await loop.run_in_executor(executor, _transaction, engine, work)
+                # The request's context goes along, for the audit trail's request id.
+                context = contextvars.copy_context()
+                return await loop.run_in_executor(executor, context.run, _transaction, engine, work)
+            pending: list[Callable[[], None]] = []
             async with self.engine.begin() as conn:
-                return await conn.run_sync(work)
+                try:
+                    result = await conn.run_sync(work)
+                finally:
+                    pending = conn.sync_connection.info.pop(AFTER_COMMIT, [])  # type: ignore[union-attr]
+            _run_after_commit(pending)
+            return result
         except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not is_outage(exc):
                 raise
@@ -166,9 +176,26 @@ class Database:
         await self.engine.dispose()
 
 
+def after_commit(conn: Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
+    never if it rolls back. For what must not be said before it is true (audit lines)."""
+    conn.info.setdefault(AFTER_COMMIT, []).append(action)
+
+
+def _run_after_commit(actions: list[Callable[[], None]]) -> None:
+    for action in actions:
+        action()
+
+
 def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    pending: list[Callable[[], None]] = []
     with engine.begin() as conn:
-        return work(conn)
+        try:
+            result = work(conn)
+        finally:
+            pending = conn.info.pop(AFTER_COMMIT, [])
+    _run_after_commit(pending)  # only reached once the transaction has committed
+    return result
 
 
 def _select_one(conn: Connection) -> None:

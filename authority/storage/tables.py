@@ -75,8 +75,11 @@ class Client(Base):
     __tablename__ = "clients"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
     secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    # During ``clients rotate-secret --overlap``: the old secret, until the overlap ends.
+    previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    previous_secret_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     grant_types: Mapped[str] = mapped_column(Text)
     scopes: Mapped[str] = mapped_column(Text)
     audiences: Mapped[str] = mapped_column(Text)
@@ -100,6 +103,9 @@ class RefreshFamily(Base):
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Where the session was opened (``/auth/sessions``); its last use is its newest token.
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class RefreshToken(Base):
@@ -137,3 +143,19 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[float] = mapped_column(Float, index=True)
     blocked_until: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+class AuditEvent(Base):
+    """One security event (SPEC section 12), never a secret; ``authority.storage.audit``."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int | None] = mapped_column(ID, nullable=True, index=True)
+    username: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
