@@ -34,6 +34,7 @@ from authority.web.discovery import discovery_handlers
 from authority.web.frontend import frontend_handlers
 from authority.web.http import SKIP_METRICS, unavailable
 from authority.web.oauth import oauth_handlers
+from authority.web.requests import RequestLog
 from authority.web.schema_page import SwaggerPage, schema_router
 
 log = logging.getLogger("authority")
@@ -138,7 +139,7 @@ def create_app(
             status_code=200 if is_ready else 503,
         )
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth, keys),
@@ -175,6 +176,9 @@ def create_app(
         ),
         debug=False,
     )
+    # Around routing and its errors too, so every answer has its X-Request-ID.
+    app.asgi_handler = RequestLog(app.asgi_handler)
+    return app
 
 
 class Metrics(PrometheusController):
