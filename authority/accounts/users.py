@@ -1,4 +1,5 @@
-"""Users: creation, lookup by name or email (case-insensitive), disabling."""
+"""Users: creation, lookup by name or email (case-insensitive), listing, passwords,
+disabling and enabling."""
 
 from __future__ import annotations
 
@@ -99,10 +100,32 @@ def get_user(conn: Connection, user_id: int) -> UserRecord | None:
     return _record(row) if row is not None else None
 
 
+def list_users(conn: Connection) -> list[UserRecord]:
+    return [_record(row) for row in conn.execute(select(User).order_by(User.id))]
+
+
 def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> None:
     """Replace a hash made with old parameters (the password itself is unchanged)."""
     conn.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
 
 
-def set_active(conn: Connection, user_id: int, active: bool) -> None:
-    conn.execute(update(User).where(User.id == user_id).values(is_active=active))
+def replace_password(
+    conn: Connection, user_id: int, password_hash: str, now: float, expected: str | None = None
+) -> bool:
+    """A new password; with ``expected``, only while the stored hash is still that one
+    (a compare-and-set: of two changes from the same old password, one wins)."""
+    which = [User.id == user_id]
+    if expected is not None:
+        which.append(User.password_hash == expected)
+    changed = conn.execute(
+        update(User).where(*which).values(password_hash=password_hash, password_changed_at=now)
+    )
+    return changed.rowcount == 1
+
+
+def set_active(conn: Connection, user_id: int, active: bool) -> bool:
+    """Whether this changed anything (False when the user already was so)."""
+    changed = conn.execute(
+        update(User).where(User.id == user_id, User.is_active != active).values(is_active=active)
+    )
+    return changed.rowcount == 1

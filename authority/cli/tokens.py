@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from authority.cli.common import console, existing_user, json_option, run_command, with_database
-from authority.sessions.families import revoke_user_families
+from authority.sessions.lifecycle import end_sessions
 from authority.sessions.pruning import prune_tokens
 from authority.settings import Settings
 from authority.storage.database import Database
@@ -40,8 +40,8 @@ def tokens_revoke(username: str, as_json: bool) -> None:
 
     async def body(settings: Settings, db: Database) -> dict[str, Any]:
         user = await existing_user(db, username)
-        revoked = await db.write(revoke_user_families, user.id, "revoked by operator", time.time())
-        return {"username": user.username, "sessions_revoked": revoked}
+        revoked = await db.write(end_sessions, "revoked by operator", time.time(), user_id=user.id)
+        return {"username": user.username, "sessions_revoked": len(revoked)}
 
     run_command(
         as_json,

@@ -34,7 +34,7 @@ async def handle(
     scope = requested_scope(params, client.scopes)
     audience = requested_audience(params, client, auth.settings.audience)
     try:
-        user = await authenticate(auth, username, secret, address)
+        user = await authenticate(auth, username, secret, address, client.client_id)
     except LoginThrottled as exc:
         raise SlowDownError(exc.retry_after) from None
     if user is None:

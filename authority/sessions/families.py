@@ -79,8 +79,11 @@ def start_family(
     now: float,
     refresh_ttl: int,
     family_ttl: int,
+    address: str | None = None,
+    user_agent: str | None = None,
 ) -> tuple[Family, float]:
-    """A new login session and its first refresh token; returns the token's expiry."""
+    """A new login session and its first refresh token; returns the token's expiry.
+    ``address`` and ``user_agent`` say where it was opened (``GET /auth/sessions``)."""
     family = Family(
         secrets.token_urlsafe(16), user_id, username, client_id, scope, audience, now + family_ttl
     )
@@ -93,6 +96,8 @@ def start_family(
             audience=audience,
             created_at=now,
             expires_at=family.expires_at,
+            address=address[:64] if address else None,
+            user_agent=user_agent[:256] if user_agent else None,
         )
     )
     expires_at = min(now + refresh_ttl, family.expires_at)
@@ -328,10 +333,6 @@ def token_state(conn: Connection, token_hash: bytes, now: float) -> TokenState |
 
 def revoke_family(conn: Connection, family_id: str, reason: str, now: float) -> bool:
     return _revoke(conn, RefreshFamily.id == family_id, reason, now) > 0
-
-
-def revoke_user_families(conn: Connection, user_id: int, reason: str, now: float) -> int:
-    return _revoke(conn, RefreshFamily.user_id == user_id, reason, now)
 
 
 def _revoke(conn: Connection, which: ColumnElement[bool], reason: str, now: float) -> int:

@@ -10,6 +10,7 @@ answer from them. ``Authority`` holds the running service's parts, built once by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import Connection
 
@@ -17,12 +18,19 @@ from authority import metrics
 from authority.accounts.clients import ClientCache
 from authority.accounts.passwords import MAX_LENGTH, ahash_password, averify_password
 from authority.accounts.throttle import Limits, record_failure, succeeded, take_attempt
-from authority.accounts.users import UserRecord, find_user, fold, set_password_hash
+from authority.accounts.users import (
+    MAX_USERNAME,
+    UserRecord,
+    find_user,
+    fold,
+    set_password_hash,
+)
 from authority.clock import Clock
-from authority.sessions.families import Family, Outcome, rotate_token, start_family
+from authority.sessions.families import Family, Outcome, Rotation, rotate_token, start_family
 from authority.sessions.refresh_tokens import new_refresh_token, parse_refresh_token
 from authority.settings import Settings
 from authority.signing.signer import AccessToken, AccessTokenSigner, KeySource
+from authority.storage import audit
 from authority.storage.database import Database
 
 
@@ -93,18 +101,46 @@ class AudienceRefused(SessionError):
 
 
 async def authenticate(
-    auth: Authority, login: str, password: str, address: str
+    auth: Authority, login: str, password: str, address: str, client_id: str
 ) -> UserRecord | None:
     """The user with this name (or email) and password, or None; the same work and time
     either way (an unknown user's password is checked against a dummy hash). Raises
     ``LoginThrottled``, before any hashing, when the address has had too many failures
     or the account's backoff holds this attempt (``authority.accounts.throttle``). A
     hash made with old parameters, or from the un-normalised password, is replaced on
-    success."""
+    success. Each outcome is an audit event (``login.succeeded``, ``login.failed``,
+    ``login.throttled``) of ``client_id``."""
     # No name holds a NUL (and PostgreSQL text cannot): nothing to look up or count.
     if len(password) > MAX_LENGTH or len(login) > 320 or "\x00" in login:
         return None
     user = await auth.db.read(find_user, login)
+    return await _check_password(auth, user, login, password, address, client_id, "login")
+
+
+async def confirm_password(
+    auth: Authority, user: UserRecord, password: str, address: str, client_id: str
+) -> bool:
+    """Whether ``password`` is the logged-in ``user``'s, asked again before a change
+    (``POST /auth/password``): throttled and counted exactly like a login, so a stolen
+    session cannot guess the password any faster; a failure is a ``login.failed``
+    event (``during: password_change``). Raises ``LoginThrottled``."""
+    if len(password) > MAX_LENGTH:
+        return False
+    found = await _check_password(
+        auth, user, user.username, password, address, client_id, "password_change"
+    )
+    return found is not None
+
+
+async def _check_password(
+    auth: Authority,
+    user: UserRecord | None,
+    login: str,
+    password: str,
+    address: str,
+    client_id: str,
+    during: Literal["login", "password_change"],
+) -> UserRecord | None:
     # Unknown logins are counted too, by name, so they are throttled alike.
     account = f"user:{user.id}" if user is not None else f"login:{fold(login)}"
     settings = auth.settings
@@ -113,26 +149,76 @@ async def authenticate(
         settings.login_max_failures_address,
         settings.login_failure_window,
     )
-    wait = await auth.db.write(take_attempt, account, address, limits, auth.clock())
+    who = _Attempt(user, login, client_id, during)
+    wait = await auth.db.write(_take_attempt, who, account, address, limits, auth.clock())
     if wait is not None:
         metrics.LOGIN_THROTTLED.inc()
         raise LoginThrottled(wait)
     matches, needs_rehash = await averify_password(user.password_hash if user else None, password)
     if not matches or user is None or not user.is_active:
         metrics.LOGIN_FAILURES.inc()
-        await auth.db.write(record_failure, address, limits, auth.clock())
+        reason = "unknown_user" if user is None else "bad_password" if not matches else "inactive"
+        await auth.db.write(_login_failed, who, reason, address, limits, auth.clock())
         return None
     new_hash = await ahash_password(password) if needs_rehash else None
-    await auth.db.write(_login_succeeded, user.id, account, address, new_hash)
+    await auth.db.write(_login_succeeded, who, account, address, new_hash, auth.clock())
     return user
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """Who an attempt names, for its audit event. An unknown user's event carries the
+    name as typed (cut to the column's length): what an operator needs to see who is
+    being guessed at."""
+
+    user: UserRecord | None
+    login: str
+    client_id: str
+    during: Literal["login", "password_change"]
+
+    def record(self, conn: Connection, type: audit.EventType, now: float, **detail: Any) -> None:
+        if self.during != "login":
+            detail["during"] = self.during
+        audit.record(
+            conn,
+            type,
+            at=now,
+            user_id=self.user.id if self.user else None,
+            username=self.user.username if self.user else self.login[:MAX_USERNAME],
+            client_id=self.client_id,
+            detail=detail,
+        )
+
+
+def _take_attempt(
+    conn: Connection, who: _Attempt, account: str, address: str, limits: Limits, now: float
+) -> int | None:
+    wait = take_attempt(conn, account, address, limits, now)
+    if wait is not None:
+        who.record(conn, "login.throttled", now, retry_after=wait)
+    return wait
+
+
+def _login_failed(
+    conn: Connection, who: _Attempt, reason: str, address: str, limits: Limits, now: float
+) -> None:
+    record_failure(conn, address, limits, now)
+    who.record(conn, "login.failed", now, reason=reason)
+
+
 def _login_succeeded(
-    conn: Connection, user_id: int, account: str, address: str, new_hash: str | None
+    conn: Connection,
+    who: _Attempt,
+    account: str,
+    address: str,
+    new_hash: str | None,
+    now: float,
 ) -> None:
     succeeded(conn, account, address)
-    if new_hash is not None:
-        set_password_hash(conn, user_id, new_hash)
+    if new_hash is not None and who.user is not None:
+        set_password_hash(conn, who.user.id, new_hash)
+    if who.during == "login":
+        who.record(conn, "login.succeeded", now)
 
 
 async def open_session(
@@ -141,6 +227,7 @@ async def open_session(
     """A new login session (refresh family) of ``user`` at ``client_id``."""
     settings = auth.settings
     refresh, refresh_hash = new_refresh_token()
+    request = audit.current_request()
     family, expires_at = await auth.db.write(
         start_family,
         user_id=user.id,
@@ -152,6 +239,8 @@ async def open_session(
         now=auth.clock(),
         refresh_ttl=settings.refresh_ttl,
         family_ttl=settings.refresh_family_ttl,
+        address=request.address if request else None,
+        user_agent=request.user_agent if request else None,
     )
     return Session(family, refresh, expires_at)
 
@@ -172,7 +261,7 @@ async def refresh_session(
     replacement, replacement_hash = new_refresh_token()
     settings = auth.settings
     result = await auth.db.write(
-        rotate_token,
+        _rotate,
         presented=presented,
         replacement=replacement_hash,
         client_id=client_id,
@@ -192,6 +281,24 @@ async def refresh_session(
         raise RefreshRefused(result.outcome)
     metrics.TOKENS_ISSUED.labels("refresh_token").inc()
     return Session(result.family, replacement, result.token_expires_at)
+
+
+def _rotate(conn: Connection, /, *, now: float, **rotation: Any) -> Rotation:
+    """``families.rotate_token``; a reuse is an audit event in the transaction that
+    revoked the family. Nothing more on the hot path: no write unless reuse."""
+    result = rotate_token(conn, now=now, **rotation)
+    if result.outcome == "reuse" and result.family is not None:
+        family = result.family
+        audit.record(
+            conn,
+            "refresh.reuse_detected",
+            at=now,
+            user_id=family.user_id,
+            username=family.username,
+            client_id=family.client_id,
+            detail={"family_id": family.id},
+        )
+    return result
 
 
 def issue_access_token(auth: Authority, client_id: str, family: Family, scope: str) -> AccessToken:

@@ -29,6 +29,7 @@ from authority.signing.signer import AccessTokenSigner, ClaimsHook
 from authority.signing.stores import make_keystore
 from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
 from authority.storage.migrate import check_database
+from authority.web.account import ACCOUNT_HANDLERS
 from authority.web.auth import auth_routes
 from authority.web.discovery import discovery_handlers
 from authority.web.frontend import frontend_handlers
@@ -47,7 +48,7 @@ def cors_config(settings: Settings) -> CORSConfig | None:
     return CORSConfig(
         allow_origins=list(settings.cors_origins),
         allow_credentials=True,
-        allow_methods=["GET", "POST"],
+        allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
         expose_headers=["Retry-After", "WWW-Authenticate"],
         max_age=600,
@@ -143,7 +144,7 @@ def create_app(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth, keys),
-            auth_routes(auth, keys),
+            auth_routes(auth, keys, ACCOUNT_HANDLERS),
             *frontend_handlers(),
             live,
             ready,

@@ -10,26 +10,27 @@ in cookies, never in a body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, Router, get, post
-from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 
 from authority.accounts.passwords import ahash_password
 from authority.accounts.registration import registration_problems
 from authority.accounts.throttle import take_registration
-from authority.accounts.users import UserExists, UserRecord, create_user, taken_field
-from authority.sessions.families import find_family, revoke_family, revoke_user_families
+from authority.accounts.users import UserExists, UserRecord, taken_field
+from authority.sessions.families import find_family
+from authority.sessions.lifecycle import create_audited_user, end_sessions
 from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.sessions.service import (
     Authority,
     LoginThrottled,
-    Session,
     SessionError,
     authenticate,
-    issue_access_token,
     open_session,
     refresh_session,
 )
@@ -51,17 +52,13 @@ from authority.web.auth_schema import (
     RefreshOut,
     RefreshRequest,
     RegisterRequest,
-    TokensOut,
     UserOut,
     refusal_spec,
+    respond,
     user_out,
 )
 from authority.web.cookies import FIRST_PARTY, CookieSessions
 from authority.web.http import MAX_BODY, NO_STORE, UNAVAILABLE, bearer_token, client_address
-
-
-def respond(content: Any, status: int = 200, cookies: list[Cookie] | None = None) -> Response[Any]:
-    return Response(content, status_code=status, headers=NO_STORE, cookies=cookies or [])
 
 
 async def require_csrf_for_cookies(
@@ -91,19 +88,12 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
         raise AuthError(415, "the body must be Content-Type: application/json")
 
 
-def tokens_of(auth: Authority, session: Session) -> TokensOut:
-    """A session's new token pair, with the seconds each has left."""
-    access = issue_access_token(auth, FIRST_PARTY.client_id, session.family, session.family.scope)
-    refresh_left = max(0, int(session.refresh_expires_at - auth.clock()))
-    return TokensOut(access.token, session.refresh_token, auth.signer.ttl, refresh_left)
-
-
 async def log_in(
     sessions: CookieSessions, user: UserRecord, delivery: Delivery, status: int
 ) -> Response[LoginOut]:
     auth = sessions.auth
     session = await open_session(auth, FIRST_PARTY.client_id, user, "", auth.settings.audience)
-    out = tokens_of(auth, session)
+    out = sessions.tokens(session)
     if delivery == "body":
         return respond(LoginOut(user_out(user), out), status)
     cookies = sessions.login_cookies(
@@ -150,7 +140,11 @@ async def login(
     login_name = data.username if data.username is not None else data.email
     try:
         user = await authenticate(
-            sessions.auth, login_name or "", data.password, client_address(request)
+            sessions.auth,
+            login_name or "",
+            data.password,
+            client_address(request),
+            FIRST_PARTY.client_id,
         )
     except LoginThrottled as exc:
         raise AuthError(
@@ -201,11 +195,13 @@ async def register(
     password_hash = await ahash_password(data.password)
     try:
         user = await auth.db.write(
-            create_user,
+            create_audited_user,
             username=data.username,
             email=data.email,
             password_hash=password_hash,
             now=auth.clock(),
+            event="user.registered",
+            client_id=FIRST_PARTY.client_id,
         )
     except UserExists as exc:
         fields = [exc.field] if exc.field in ("username", "email") else ["username", "email"]
@@ -243,12 +239,7 @@ async def refresh(
         session = await refresh_session(auth, FIRST_PARTY.client_id, raw)
     except SessionError as exc:
         raise AuthError(401, str(exc), error="invalid_grant", clear_session=not from_body) from None
-    pair = tokens_of(auth, session)
-    if from_body:
-        out = RefreshOut(pair.expires_in, pair.refresh_expires_in, pair.access, pair.refresh, pair)
-        return respond(out)
-    cookies = sessions.session_cookies(pair.access, pair.refresh, pair.refresh_expires_in)
-    return respond(RefreshOut(pair.expires_in, pair.refresh_expires_in), cookies=cookies)
+    return sessions.renewed(session, in_body=from_body)
 
 
 @post(
@@ -282,7 +273,7 @@ async def logout(
             request
         )
     if family_id:
-        await auth.db.write(revoke_family, family_id, "logout", auth.clock())
+        await auth.db.write(end_sessions, "logout", auth.clock(), family_id=family_id)
     return respond(
         DoneOut("logged out"), cookies=sessions.cleared_session() if cookie_mode else None
     )
@@ -298,15 +289,10 @@ async def logout_all(
     request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions]
 ) -> Response[DoneOut]:
     auth = sessions.auth
-    cookie_mode = bearer_token(request) is None
-    if cookie_mode:
-        await sessions.require_csrf(request)
-    user = await sessions.current_user(request)
-    if user is None:
-        raise AuthError(401, NOT_AUTHENTICATED)
-    revoked = await auth.db.write(revoke_user_families, user.id, "logout-all", auth.clock())
-    cookies = sessions.cleared_session() if cookie_mode else None
-    return respond(DoneOut("logged out everywhere", revoked), cookies=cookies)
+    who = await sessions.authenticated(request, unsafe=True)
+    revoked = await auth.db.write(end_sessions, "logout-all", auth.clock(), user_id=who.user.id)
+    cookies = None if who.bearer else sessions.cleared_session()
+    return respond(DoneOut("logged out everywhere", len(revoked)), cookies=cookies)
 
 
 @get("/me", summary="The logged-in user", responses={**UNAUTHENTICATED, **UNAVAILABLE})
@@ -330,7 +316,29 @@ async def check(
     return respond(CheckOut(await sessions.current_user(request) is not None))
 
 
-def auth_routes(auth: Authority, keys: KeyManager) -> Router:
+def litestar_refusal(exc: HTTPException) -> AuthError:
+    """Litestar's own refusals (a body that does not fit its struct, one over the size
+    limit) as /auth errors, instead of its ``{"status_code", "detail", "extra"}``."""
+    if exc.status_code == 413:
+        return AuthError(413, f"the body is over {MAX_BODY // 1024} KiB")
+    if not isinstance(exc, ValidationException):
+        return AuthError(exc.status_code, exc.detail)
+    problems = (
+        [p for p in exc.extra or [] if isinstance(p, dict)] if isinstance(exc.extra, list) else []
+    )
+    first = str(problems[0].get("message", "")) if problems else ""
+    fields = {
+        str(p["key"]): str(p.get("message", ""))
+        for p in problems
+        if p.get("source") == "body" and p.get("key") not in (None, "data")
+    }
+    detail = f"malformed request: {first}" if first else "malformed request"
+    return AuthError(400, detail, errors=fields or None)
+
+
+def auth_routes(auth: Authority, keys: KeyManager, more: Sequence[HTTPRouteHandler] = ()) -> Router:
+    """The /auth router; ``more`` are route handlers of other modules under it
+    (``authority.web.account``), which share its dependencies and error answers."""
     sessions = CookieSessions(auth, keys)
 
     def too_deep(request: Request[Any, Any, Any], _exc: RecursionError) -> Response[ErrorOut]:
@@ -346,12 +354,20 @@ def auth_routes(auth: Authority, keys: KeyManager) -> Router:
             cookies=cookies,
         )
 
+    def rejected(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorOut]:
+        return refused(request, litestar_refusal(exc))
+
     return Router(
         "/auth",
-        route_handlers=[get_csrf, login, register, refresh, logout, logout_all, me, check],
+        route_handlers=[get_csrf, login, register, refresh, logout, logout_all, me, check, *more],
         dependencies={"sessions": Provide(lambda: sessions, sync_to_thread=False)},
         request_max_body_size=MAX_BODY,
         before_request=require_json,
-        exception_handlers={AuthError: refused, RecursionError: too_deep},
+        exception_handlers={
+            AuthError: refused,
+            RecursionError: too_deep,
+            HTTPException: rejected,
+            ValidationException: rejected,
+        },
         tags=["auth"],
     )

@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
+from litestar import Response
+from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 
 from authority.accounts.users import UserRecord
-from authority.web.http import UNAVAILABLE, error_spec
+from authority.sessions.lifecycle import SessionInfo
+from authority.web.http import NO_STORE, UNAVAILABLE, error_spec
 
 Delivery = Literal["cookie", "body"]
 
@@ -37,6 +40,11 @@ class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
     no body at all."""
 
     refresh: str | None = None
+
+
+class PasswordRequest(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: str
+    new_password: str
 
 
 class UserOut(msgspec.Struct):
@@ -75,6 +83,23 @@ class CsrfOut(msgspec.Struct):
 
     csrf_token: str
     cookie_name: str
+
+
+class SessionOut(msgspec.Struct):
+    """A live session (refresh family): where it was opened, when last refreshed, and
+    whether it is the one making this request."""
+
+    id: str
+    client_id: str
+    created_at: str
+    last_used_at: str
+    address: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionsOut(msgspec.Struct):
+    sessions: list[SessionOut]
 
 
 class CheckOut(msgspec.Struct):
@@ -145,6 +170,27 @@ CSRF_RESPONSES = {
 UNAUTHENTICATED = refusal_spec(401, NOT_AUTHENTICATED)
 
 
+def iso_time(timestamp: float) -> str:
+    """ISO 8601, UTC."""
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+
+
 def user_out(user: UserRecord) -> UserOut:
-    joined = dt.datetime.fromtimestamp(user.date_joined, dt.UTC).isoformat()
-    return UserOut(user.id, user.username, user.email, joined)
+    return UserOut(user.id, user.username, user.email, iso_time(user.date_joined))
+
+
+def session_out(session: SessionInfo, current: str | None) -> SessionOut:
+    return SessionOut(
+        session.id,
+        session.client_id,
+        iso_time(session.created_at),
+        iso_time(session.last_used_at),
+        session.address,
+        session.user_agent,
+        session.id == current,
+    )
+
+
+def respond(content: Any, status: int = 200, cookies: list[Cookie] | None = None) -> Response[Any]:
+    """A /auth answer: never cached."""
+    return Response(content, status_code=status, headers=NO_STORE, cookies=cookies or [])

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.datastructures import Cookie
 from sqlalchemy import Connection
 
@@ -29,11 +29,17 @@ from authority.accounts.clients import ClientRecord
 from authority.accounts.users import UserRecord, get_user
 from authority.sessions.families import access_token_revoked, find_family, session_active
 from authority.sessions.refresh_tokens import parse_refresh_token
-from authority.sessions.service import Authority
+from authority.sessions.service import Authority, Session, issue_access_token
 from authority.signing.manager import KeyManager
 from authority.signing.own_tokens import decode_own_access_token
 from authority.web import csrf
-from authority.web.auth_schema import AuthError
+from authority.web.auth_schema import (
+    NOT_AUTHENTICATED,
+    AuthError,
+    RefreshOut,
+    TokensOut,
+    respond,
+)
 from authority.web.http import bearer_token
 
 # The public client row behind /auth (migration 0004): it has no OAuth grant.
@@ -63,6 +69,16 @@ class CookieNames:
         if not secure:
             return cls("access_token", "refresh_token", "csrftoken")
         return cls("__Host-access_token", "__Secure-refresh_token", "__Host-csrftoken")
+
+
+@dataclass(frozen=True)
+class Who:
+    """The user an authenticated request acts for, its session (``sid``), and whether
+    it came with an ``Authorization: Bearer`` header (else by cookie)."""
+
+    user: UserRecord
+    session: str
+    bearer: bool
 
 
 def _session_user(conn: Connection, sid: str, jti: str, user_id: int) -> UserRecord | None:
@@ -120,6 +136,26 @@ class CookieSessions:
             _session_user, claims["sid"], claims["jti"], int(claims["sub"])
         )
 
+    async def authenticated(self, request: Request[Any, Any, Any], *, unsafe: bool) -> Who:
+        """The request's user and session, else a 401. A cookie request with no access
+        cookie is a 401 at once; one that has it must pass the CSRF check first when the
+        request is ``unsafe``."""
+        bearer = bearer_token(request)
+        token = bearer if bearer is not None else request.cookies.get(self.names.access)
+        if not token:
+            raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+        if bearer is None and unsafe:
+            await self.require_csrf(request)
+        claims = self.claims_of(token)
+        user = None
+        if claims is not None:
+            user = await self.auth.db.read(
+                _session_user, claims["sid"], claims["jti"], int(claims["sub"])
+            )
+        if claims is None or user is None:
+            raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+        return Who(user, str(claims["sid"]), bearer is not None)
+
     async def refresh_cookie_family(self, request: Request[Any, Any, Any]) -> str | None:
         """The session of the refresh cookie, looked up at most once per request (the
         CSRF check and logout may both ask)."""
@@ -163,6 +199,29 @@ class CookieSessions:
         if not csrf.token_fits(self.csrf_key, token, session) or token is None:
             token = csrf.new_token(self.csrf_key, session)
         return token
+
+    # --- tokens ------------------------------------------------------------------------
+
+    def tokens(self, session: Session) -> TokensOut:
+        """A session's new token pair, with the seconds each has left."""
+        auth = self.auth
+        family = session.family
+        access = issue_access_token(auth, FIRST_PARTY.client_id, family, family.scope)
+        refresh_left = max(0, int(session.refresh_expires_at - auth.clock()))
+        return TokensOut(access.token, session.refresh_token, auth.signer.ttl, refresh_left)
+
+    def renewed(self, session: Session, *, in_body: bool) -> Response[RefreshOut]:
+        """The answer to a refresh (and a password change): the new pair in the body,
+        or in the cookies with only the lifetimes in the body."""
+        pair = self.tokens(session)
+        if in_body:
+            return respond(
+                RefreshOut(
+                    pair.expires_in, pair.refresh_expires_in, pair.access, pair.refresh, pair
+                )
+            )
+        cookies = self.session_cookies(pair.access, pair.refresh, pair.refresh_expires_in)
+        return respond(RefreshOut(pair.expires_in, pair.refresh_expires_in), cookies=cookies)
 
     # --- cookies -----------------------------------------------------------------------
 
