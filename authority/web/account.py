@@ -13,7 +13,7 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from authority.accounts.passwords import ahash_password
 from authority.accounts.registration import password_problem
@@ -131,7 +131,9 @@ async def list_sessions(
     },
 )
 async def end_session(
-    request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions], session_id: str
+    request: Request[Any, Any, Any],
+    sessions: NamedDependency[CookieSessions],
+    session_id: FromPath[str],
 ) -> Response[None]:
     auth = sessions.auth
     who = await sessions.authenticated(request, unsafe=True)
