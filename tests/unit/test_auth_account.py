@@ -44,9 +44,7 @@ async def change(
     )
 
 
-async def login_works(
-    world: World, name: str, password: str, address: str = "203.0.113.7"
-) -> bool:
+async def login_works(world: World, name: str, password: str, address: str = "203.0.113.7") -> bool:
     response = await world.browser(address).post(
         "/auth/login", json={"username": name, "password": password, "delivery": "body"}
     )
@@ -324,9 +322,7 @@ async def test_an_unknown_field_answers_in_the_auth_error_shape(world: World) ->
             "/auth/login", json={"username": "x", "password": "y", "admin": True}
         )
     assert response.status_code == 400
-    assert response.json() == {
-        "detail": "malformed request: Object contains unknown field `admin`"
-    }
+    assert response.json() == {"detail": "malformed request: Object contains unknown field `admin`"}
 
 
 async def test_a_mistyped_field_names_the_field(world: World) -> None:
