@@ -179,7 +179,7 @@ def users_set_password(username: str, password_stdin: bool, as_json: bool) -> No
         if problem is not None:
             raise CommandError(problem)
         password_hash = await ahash_password(password)
-        revoked = await db.write(set_password, user, password_hash, time.time(), by="operator")
+        revoked = await db.write(set_password, user, password_hash, time.time())
         return {"username": user.username, "password_set": True, "sessions_revoked": len(revoked)}
 
     run_command(

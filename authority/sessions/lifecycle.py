@@ -115,6 +115,7 @@ def end_sessions(
         which.append(RefreshFamily.id == family_id)
     if keep is not None:
         which.append(RefreshFamily.id != keep)
+    _lock_in_order(conn, which)
     revoked = conn.execute(
         update(RefreshFamily)
         .where(*which)
@@ -136,6 +137,16 @@ def end_sessions(
         detail={"families": ids, "reason": reason},
     )
     return ids
+
+
+def _lock_in_order(conn: Connection, which: Sequence[ColumnElement[bool]]) -> None:
+    """Lock the matching families in id order before changing them (PostgreSQL; SQLite's
+    writers are serial anyway): an UPDATE locks rows in whatever order it finds them, and
+    two of them over the same user's sessions (logout-all and a password change) could
+    otherwise each hold a row the other waits for."""
+    conn.execute(
+        select(RefreshFamily.id).where(*which).order_by(RefreshFamily.id).with_for_update()
+    )
 
 
 def renew_session(
@@ -201,22 +212,25 @@ class PasswordStale(Exception):
     """The password changed meanwhile: the one confirmed is no longer the user's."""
 
 
-def set_password(
+class SessionEnded(Exception):
+    """The session asking for a change ended meanwhile."""
+
+
+def set_password(conn: Connection, user: UserRecord, password_hash: str, now: float) -> list[str]:
+    """An operator's new password for the user: every session ends (a
+    ``password.changed`` event, and ``session.revoked``). The sessions ended."""
+    replace_password(conn, user.id, password_hash, now)
+    return _password_changed(conn, user, now, by="operator")
+
+
+def _password_changed(
     conn: Connection,
     user: UserRecord,
-    password_hash: str,
     now: float,
     *,
     by: Literal["user", "operator"],
-    expected_hash: str | None = None,
     keep: str | None = None,
 ) -> list[str]:
-    """A new password, and every session of the user ended but ``keep``: a
-    ``password.changed`` event (and ``session.revoked``). With ``expected_hash``, only
-    while the stored hash is still that one, else ``PasswordStale`` (and the caller's
-    transaction rolls back)."""
-    if not replace_password(conn, user.id, password_hash, now, expected_hash):
-        raise PasswordStale()
     reason = "password changed" if by == "user" else "password set by operator"
     revoked = end_sessions(conn, reason, now, user_id=user.id, keep=keep)
     audit.record(
@@ -250,16 +264,23 @@ def change_own_password(
     token_hash: bytes,
     now: float,
     ttl: int,
-) -> PasswordChange | None:
+) -> PasswordChange:
     """The user's own change from their ``session``: it goes on with a new refresh
-    token (``token_hash``), every other session ends. None when that session is no
-    longer live; ``PasswordStale`` when the password changed since it was confirmed."""
+    token (``token_hash``), every other session ends. Only while the stored hash is
+    still ``confirmed_hash`` (a compare-and-set: of two changes from the same old
+    password one wins), else ``PasswordStale``; ``SessionEnded`` when that session is
+    no longer live. Either rolls the whole change back.
+
+    The user's row is taken first, then the user's sessions in id order, as every
+    change of several sessions does: concurrent changes wait for each other instead
+    of deadlocking."""
+    if not replace_password(conn, user.id, password_hash, now, expected=confirmed_hash):
+        raise PasswordStale()
+    _lock_in_order(conn, [RefreshFamily.user_id == user.id, RefreshFamily.revoked_at.is_(None)])
     renewed = renew_session(conn, session, user.id, token_hash, now, ttl)
     if renewed is None:
-        return None
-    revoked = set_password(
-        conn, user, password_hash, now, by="user", expected_hash=confirmed_hash, keep=session
-    )
+        raise SessionEnded()
+    revoked = _password_changed(conn, user, now, by="user", keep=session)
     return PasswordChange(*renewed, revoked)
 
 

@@ -20,6 +20,7 @@ from authority.accounts.registration import password_problem
 from authority.sessions.lifecycle import (
     MAX_SESSION_ID,
     PasswordStale,
+    SessionEnded,
     change_own_password,
     end_sessions,
     live_sessions,
@@ -29,6 +30,7 @@ from authority.sessions.service import LoginThrottled, Session, confirm_password
 from authority.web.auth_schema import (
     BODY_RESPONSES,
     CSRF_RESPONSES,
+    NOT_AUTHENTICATED,
     UNAUTHENTICATED,
     AuthError,
     PasswordRequest,
@@ -100,8 +102,8 @@ async def change_password(
         )
     except PasswordStale:
         raise AuthError(400, WRONG_PASSWORD, errors={"current_password": WRONG_PASSWORD}) from None
-    if changed is None:  # the session ended meanwhile: nothing changed
-        raise AuthError(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
+    except SessionEnded:  # logged out meanwhile: nothing changed
+        raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"}) from None
     session = Session(changed.family, refresh, changed.refresh_expires_at)
     return sessions.renewed(session, in_body=who.bearer)
 
