@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import select
 
 from authority.accounts.users import UserRecord, create_user, get_user
 from authority.sessions.families import rotate_token, start_family
@@ -24,6 +26,7 @@ from authority.sessions.lifecycle import (
 )
 from authority.sessions.refresh_tokens import new_refresh_token
 from authority.storage.database import Database
+from authority.storage.tables import AuditEvent
 from tests.helpers.clock import Clock
 
 TTL, FAMILY_TTL = 600, 3600
@@ -166,3 +169,9 @@ async def test_two_changes_from_the_same_old_password_one_wins(db: Database, clo
     assert stored is not None
     assert stored.password_hash == winners[0]
     assert len(await db.read(live_sessions, user.id, clock.now)) == 1
+    # The loser's events rolled back with it: one change, one session ended.
+    table = AuditEvent.__table__
+    query = select(table.c.type, table.c.detail).where(table.c.user_id == user.id)
+    events = sorted(tuple(row) for row in await db.read(lambda c: c.execute(query).all()))
+    assert [type_ for type_, _ in events] == ["password.changed", "session.revoked"]
+    assert json.loads(events[0][1]) == {"by": "user", "sessions_revoked": 1}
