@@ -323,9 +323,8 @@ def litestar_refusal(exc: HTTPException) -> AuthError:
         return AuthError(413, f"the body is over {MAX_BODY // 1024} KiB")
     if not isinstance(exc, ValidationException):
         return AuthError(exc.status_code, exc.detail)
-    problems = (
-        [p for p in exc.extra or [] if isinstance(p, dict)] if isinstance(exc.extra, list) else []
-    )
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    problems = [p for p in extra if isinstance(p, dict)]
     first = str(problems[0].get("message", "")) if problems else ""
     fields = {
         str(p["key"]): str(p.get("message", ""))

@@ -129,32 +129,31 @@ class CookieSessions:
         token = bearer_token(request)
         if token is None:
             token = request.cookies.get(self.names.access)
+        found = await self._user_of(token)
+        return found[0] if found is not None else None
+
+    async def authenticated(self, request: Request[Any, Any, Any], *, unsafe: bool) -> Who:
+        """``current_user`` with its session, else a 401. A cookie request without an
+        access cookie is a 401 at once; one with it must first pass the CSRF check when
+        the request is ``unsafe``."""
+        bearer = bearer_token(request)
+        token = bearer if bearer is not None else request.cookies.get(self.names.access)
+        if token and bearer is None and unsafe:
+            await self.require_csrf(request)
+        found = await self._user_of(token)
+        if found is None:
+            raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+        user, session = found
+        return Who(user, session, bearer is not None)
+
+    async def _user_of(self, token: str | None) -> tuple[UserRecord, str] | None:
+        """The user and session of a live access token of ours."""
         claims = self.claims_of(token)
         if claims is None:
             return None
-        return await self.auth.db.read(
-            _session_user, claims["sid"], claims["jti"], int(claims["sub"])
-        )
-
-    async def authenticated(self, request: Request[Any, Any, Any], *, unsafe: bool) -> Who:
-        """The request's user and session, else a 401. A cookie request with no access
-        cookie is a 401 at once; one that has it must pass the CSRF check first when the
-        request is ``unsafe``."""
-        bearer = bearer_token(request)
-        token = bearer if bearer is not None else request.cookies.get(self.names.access)
-        if not token:
-            raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
-        if bearer is None and unsafe:
-            await self.require_csrf(request)
-        claims = self.claims_of(token)
-        user = None
-        if claims is not None:
-            user = await self.auth.db.read(
-                _session_user, claims["sid"], claims["jti"], int(claims["sub"])
-            )
-        if claims is None or user is None:
-            raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
-        return Who(user, str(claims["sid"]), bearer is not None)
+        sid = str(claims["sid"])
+        user = await self.auth.db.read(_session_user, sid, claims["jti"], int(claims["sub"]))
+        return (user, sid) if user is not None else None
 
     async def refresh_cookie_family(self, request: Request[Any, Any, Any]) -> str | None:
         """The session of the refresh cookie, looked up at most once per request (the
