@@ -112,7 +112,8 @@ def test_disabling_a_user_revokes_their_sessions(workdir: Path) -> None:
     client = cli_json(workdir, "clients", "create", "spa", "--public")
     with db:
         db.execute(
-            "INSERT INTO refresh_families VALUES ('f1', 1, ?, '', 'default', 0, 9e12, NULL, NULL)",
+            "INSERT INTO refresh_families (id, user_id, client_id, scope, audience,"
+            " created_at, expires_at) VALUES ('f1', 1, ?, '', 'default', 0, 9e12)",
             (client["client_id"],),
         )
     assert cli_json(workdir, "users", "disable", "alice") == {
