@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,10 +241,12 @@ class ClientCache:
     Only found clients are kept (a new client works at once), and a refusal is never
     the cache's: a client that a cached record refuses is read again before the answer,
     so a new secret and a re-enabled client work at once. What the cache can delay is
-    the other direction: a server that read a client less than ``ttl`` ago may still
-    accept it for the rest of that ``ttl`` after it was disabled, deleted, or given a
-    new secret without overlap. The previous secret's end is in the record and checked
-    on every attempt, so no cached record accepts it after its overlap."""
+    the other direction: a server that read a client less than ``ttl`` ago may accept
+    it for the rest of that ``ttl`` after it was disabled, deleted, or given a new
+    secret without overlap. The end of the previous secret's overlap is in the record
+    and checked at every attempt, so no cached record accepts it after the overlap.
+    Time is the service's clock (``now``); a record read "in the future" (the clock
+    went back) is read again."""
 
     def __init__(self, ttl: float = CACHE_TTL, size: int = 10_000):
         self.ttl = ttl
@@ -262,23 +263,23 @@ class ClientCache:
         now: float,
         allow_public: bool = True,
     ) -> ClientRecord | None:
-        """The client, when ``secret`` authenticates it (``authenticates``), else None."""
+        """The client, when ``secret`` authenticates it at ``now`` (``authenticates``)."""
         hit = self._entries.get(client_id)
         if (
             hit is not None
-            and hit[0] > time.monotonic()
+            and 0 <= now - hit[0] < self.ttl
             and authenticates(hit[1], secret, key, now, allow_public)
         ):
             return hit[1]
-        client = await self._read(db, client_id)
+        client = await self._read(db, client_id, now)
         return client if authenticates(client, secret, key, now, allow_public) else None
 
-    async def _read(self, db: Database, client_id: str) -> ClientRecord | None:
+    async def _read(self, db: Database, client_id: str, now: float) -> ClientRecord | None:
         client = await db.read(get_client, client_id)
         if client is None:
             self._entries.pop(client_id, None)
             return None
         if len(self._entries) >= self.size:
             self._entries.clear()
-        self._entries[client_id] = (time.monotonic() + self.ttl, client)
+        self._entries[client_id] = (now, client)
         return client
