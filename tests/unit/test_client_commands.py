@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ def test_clients_show_describes_a_client_by_name_or_id_and_never_its_secret(
     assert ok(env, "clients", "show", created["client_id"]) == shown
     created_at = datetime.fromisoformat(shown.pop("created_at"))
     assert abs(created_at.timestamp() - time.time()) < 60
-    assert created_at.utcoffset() is not None and not created_at.utcoffset()
+    assert created_at.utcoffset() == timedelta(0)
     assert shown == {
         "client_id": created["client_id"],
         "name": "orders",
@@ -278,7 +278,8 @@ def test_disable_enable_and_delete_with_one_audit_event_each_and_no_secret(
         "sessions_revoked": 1,
     }
     (family,) = rows(sqlite_url, RefreshFamily.__table__)
-    assert family.revoked_at is not None and family.revoke_reason == "client_disabled"
+    assert family.revoked_at is not None
+    assert family.revoke_reason == "client_disabled"
     assert ok(env, "clients", "show", "svc")["active"] is False
     # Disabling again changes nothing and records nothing.
     assert ok(env, "clients", "disable", "svc")["sessions_revoked"] == 0
