@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Connection
 
 from authority.accounts.clients import (
@@ -87,8 +88,12 @@ def describe(client: ClientRecord, settings: Settings, now: float) -> dict[str, 
 
 def show_fields(r: dict[str, Any]) -> None:
     for name, value in r.items():
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
         shown = " ".join(value) if isinstance(value, list) else value
-        console.print(f"{name + ':':<28} {'' if shown is None else shown}", highlight=False)
+        console.print(
+            f"{name + ':':<28} {'' if shown is None else shown}", highlight=False, markup=False
+        )
 
 
 def clients_group(grant_types: Sequence[str]) -> click.Group:
@@ -190,7 +195,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
         def show(rows: list[dict[str, Any]]) -> None:
             table = Table("client_id", "name", "type", "grants", "scopes", "active")
             for r in rows:
-                table.add_row(
+                cells = (
                     r["client_id"],
                     r["name"],
                     "public" if r["public"] else "confidential",
@@ -198,6 +203,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
                     " ".join(r["scopes"]),
                     "yes" if r["active"] else "no",
                 )
+                table.add_row(*map(Text, cells))  # as given, never read as markup
             console.print(table)
 
         run_command(as_json, with_database(body), show)
