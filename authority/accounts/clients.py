@@ -27,6 +27,7 @@ SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 s
 # The public client behind /auth (migration 0004): no OAuth grant, never deleted.
 FIRST_PARTY_CLIENT_ID = "authority-web"
 MAX_NAME = 200
+MAX_AUDIENCE = 200  # a session keeps its audience in refresh_families.audience, 200 long
 MAX_OVERLAP = 30 * 86400  # the longest a rotated-out secret may keep working (s)
 CACHE_TTL = 2.0  # how long a server trusts a client record it read (s): README, "Clients"
 _NO_HASH = bytes(32)
@@ -52,6 +53,11 @@ class ClientRecord:
     previous_secret_hash: bytes | None = None
     previous_secret_until: float | None = None
     created_at: float = 0.0
+
+    def default_audience(self, fallback: str) -> str:
+        """What a token request naming no audience gets: the first audience the client
+        was registered with, else ``fallback`` (AUTHORITY_AUDIENCE)."""
+        return self.audiences[0] if self.audiences else fallback
 
     def previous_secret_valid_until(self, now: float) -> float | None:
         """When the previous secret stops working, if it still works at ``now``."""

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from authority.accounts.clients import (
     FIRST_PARTY_CLIENT_ID,
-    MAX_NAME,
+    MAX_AUDIENCE,
     MAX_OVERLAP,
     SCOPE_TOKEN,
     ClientNameTaken,
@@ -62,8 +62,8 @@ def not_first_party(client: ClientRecord, action: str) -> None:
 
 
 def audience_problem(audience: str) -> str | None:
-    if not audience or len(audience) > MAX_NAME or not audience.isprintable():
-        return f"invalid audience {audience!r}: 1 to {MAX_NAME} printable characters"
+    if not audience or len(audience) > MAX_AUDIENCE or not audience.isprintable():
+        return f"invalid audience {audience!r}: 1 to {MAX_AUDIENCE} printable characters"
     if any(c.isspace() for c in audience):
         return f"invalid audience {audience!r}: no spaces"
     return None
@@ -79,7 +79,7 @@ def describe(client: ClientRecord, settings: Settings, now: float) -> dict[str, 
         "grant_types": sorted(client.grant_types),
         "scopes": sorted(client.scopes),
         "audiences": list(client.audiences),
-        "default_audience": client.audiences[0] if client.audiences else settings.audience,
+        "default_audience": client.default_audience(settings.audience),
         "active": client.is_active,
         "created_at": when(client.created_at),
         "previous_secret_valid_until": when(until) if until is not None else None,

@@ -83,17 +83,12 @@ def is_absolute_uri(value: str) -> bool:
     )
 
 
-def default_audience(client: ClientRecord, default: str) -> str:
-    """What a request of ``client`` that names no audience gets."""
-    return client.audiences[0] if client.audiences else default
-
-
 def requested_audience(params: Params, client: ClientRecord, default: str) -> str:
-    """The audience to grant: the client's default (``default_audience``), or one it
-    names that it may have: one of its own, or ``default`` (AUTHORITY_AUDIENCE)."""
+    """The audience to grant: the client's default (``ClientRecord.default_audience``),
+    or one it names that it may have: one of its own, or ``default`` (AUTHORITY_AUDIENCE)."""
     audience = named_audience(params)
     if audience is None:
-        return default_audience(client, default)
+        return client.default_audience(default)
     if audience != default and audience not in client.audiences:
         raise InvalidTargetError(description="this client may not request that audience")
     return audience
