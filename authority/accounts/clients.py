@@ -109,6 +109,8 @@ def name_problem(name: str) -> str | None:
         return f"a client name is 1 to {MAX_NAME} characters"
     if not name.isprintable():
         return "a client name cannot hold control characters"
+    if name != name.strip():
+        return "a client name cannot begin or end with a space"
     return None
 
 

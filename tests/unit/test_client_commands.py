@@ -102,6 +102,7 @@ def test_a_taken_client_name_is_one_line_and_changes_nothing(
         (("", "--public"), "a client name is 1 to 200 characters"),
         (("x" * 201,), "a client name is 1 to 200 characters"),
         (("bad\tname",), "a client name cannot hold control characters"),
+        ((" billing",), "a client name cannot begin or end with a space"),
         (("svc", "--audience", "two words"), "invalid audience 'two words': no spaces"),
     ],
 )
