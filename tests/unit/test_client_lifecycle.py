@@ -21,7 +21,10 @@ from sqlalchemy import select
 
 from authority.accounts.clients import CACHE_TTL
 from authority.cli.main import main
+from authority.signing.file_store import FileKeyStore
+from authority.signing.manager import ensure_key
 from authority.storage.database import Database
+from authority.storage.migrate import upgrade
 from authority.storage.tables import Client, RefreshFamily
 from tests.helpers.clock import Clock
 from tests.helpers.oauth import assert_oauth_error, basic
@@ -37,13 +40,17 @@ CLIENTS = {
 
 @pytest.fixture
 def clock() -> Clock:
-    # The CLI writes times from the real clock; the first key is made a moment later.
-    return Clock(time.time() + 1)
+    return Clock()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def world(tmp_path: Path, clock: Clock) -> AsyncIterator[World]:
     settings = settings_in(tmp_path, secret_key=SECRET_KEY)
+    await asyncio.to_thread(upgrade, settings.database_url)
+    settings.keys_dir.mkdir()
+    await ensure_key(FileKeyStore(settings.keys_dir), settings)
+    # The CLI writes times from the real clock: the app's starts there, after its key.
+    clock.now = time.time() + 1
     async with open_world(settings, CLIENTS, clock=clock) as opened:
         opened.user = await opened.add_user("alice", "alice@example.com")
         yield opened
