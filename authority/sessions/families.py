@@ -335,6 +335,10 @@ def revoke_family(conn: Connection, family_id: str, reason: str, now: float) -> 
     return _revoke(conn, RefreshFamily.id == family_id, reason, now) > 0
 
 
+def revoke_client_families(conn: Connection, client_id: str, reason: str, now: float) -> int:
+    return _revoke(conn, RefreshFamily.client_id == client_id, reason, now)
+
+
 def _revoke(conn: Connection, which: ColumnElement[bool], reason: str, now: float) -> int:
     """Revoke the matching families not yet revoked; the first reason is kept."""
     return int(
