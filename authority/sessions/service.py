@@ -19,7 +19,6 @@ from authority.accounts.clients import ClientCache
 from authority.accounts.passwords import MAX_LENGTH, ahash_password, averify_password
 from authority.accounts.throttle import Limits, record_failure, succeeded, take_attempt
 from authority.accounts.users import (
-    MAX_USERNAME,
     UserRecord,
     find_user,
     fold,
@@ -184,7 +183,9 @@ class _Attempt:
             type,
             at=now,
             user_id=self.user.id if self.user else None,
-            username=self.user.username if self.user else self.login[:MAX_USERNAME],
+            # What was typed for an unknown account is not kept: it is too often a
+            # password typed in the wrong field, and secrets never reach the trail.
+            username=self.user.username if self.user else None,
             client_id=self.client_id,
             detail=detail,
         )

@@ -32,10 +32,10 @@ from authority.sessions.families import (
     access_token_revoked,
     find_family,
     revoke_access_token,
-    revoke_family,
     session_active,
     token_state,
 )
+from authority.sessions.lifecycle import end_sessions
 from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.sessions.service import Authority
 from authority.signing.manager import KeyManager
@@ -116,7 +116,7 @@ async def _revoke(
         family = await auth.db.read(find_family, refresh_hash)
         if family is not None:
             _require_owner(family.client_id, client)
-            await auth.db.write(revoke_family, family.id, "revoked", now)
+            await auth.db.write(end_sessions, "revoked", now, family_id=family.id)
         return {}
     claims = decode_own_access_token(
         keys.current_ring(), token, issuer=auth.settings.issuer, now=now, leeway=0

@@ -80,14 +80,18 @@ async def test_logins_record_success_and_each_reason_of_failure_never_the_passwo
     without_secrets(ok, PASSWORD)
 
 
-async def test_a_login_at_an_unknown_user_is_recorded_by_the_name_typed(world: World) -> None:
-    assert await login(world, "nobody-here", "some password", "req-unknown") == 401
+async def test_a_login_at_an_unknown_user_is_recorded_without_what_was_typed(
+    world: World,
+) -> None:
+    # What was typed as a name is often a password typed in the wrong field.
+    assert await login(world, "Tr0ub4dor&3-typed-as-name", "x", "req-unknown") == 401
     [event] = [
-        e for e in await events(world, type="login.failed") if e["username"] == "nobody-here"
+        e for e in await events(world, type="login.failed") if e["request_id"] == "req-unknown"
     ]
     assert event["user_id"] is None
+    assert event["username"] is None
     assert event["detail"] == {"reason": "unknown_user"}
-    without_secrets(event, "some password")
+    without_secrets(event, "Tr0ub4dor&3-typed-as-name")
 
 
 async def test_a_login_of_a_disabled_user_is_recorded_as_inactive(world: World) -> None:
@@ -250,3 +254,26 @@ async def test_each_event_is_also_one_json_log_line(
     assert [(line["type"], line["request_id"]) for line in lines] == [
         ("login.succeeded", "req-logged")
     ]
+
+
+async def test_revoking_a_refresh_token_at_the_revocation_endpoint_is_recorded(
+    world: World,
+) -> None:
+    session = await world.with_session()
+    answer = await world.post(
+        "/oauth/revoke",
+        {"token": session.refresh_token},
+        auth=world.basic("app"),
+        headers={"X-Request-ID": "req-revoke"},
+    )
+    assert answer.status_code == 200
+    [event] = await events(world, user_id=session.user_id, type="session.revoked")
+    assert event["client_id"] == world.client_id("app")
+    assert event["request_id"] == "req-revoke"
+    assert event["detail"]["reason"] == "revoked"
+    without_secrets(event, session.refresh_token)
+    again = await world.post(
+        "/oauth/revoke", {"token": session.refresh_token}, auth=world.basic("app")
+    )
+    assert again.status_code == 200
+    assert len(await events(world, user_id=session.user_id, type="session.revoked")) == 1
