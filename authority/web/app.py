@@ -175,6 +175,8 @@ def create_app(
             openapi_router=schema_router("/schema"),
         ),
         debug=False,
+        # Logging is the server process's to configure (authority.logs), not the app's.
+        logging_config=None,
     )
     # Around routing and its errors too, so every answer has its X-Request-ID.
     app.asgi_handler = RequestLog(app.asgi_handler)
