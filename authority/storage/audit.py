@@ -123,7 +123,8 @@ class Filter:
 
 def query(conn: Connection, which: Filter) -> list[dict[str, Any]]:
     """The newest matching events first."""
-    stmt = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    table = AuditEvent.__table__
+    stmt = select(table).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if which.since is not None:
         stmt = stmt.where(AuditEvent.at >= which.since)
     if which.user_id is not None:
@@ -132,7 +133,7 @@ def query(conn: Connection, which: Filter) -> list[dict[str, Any]]:
         stmt = stmt.where(AuditEvent.client_id == which.client_id)
     if which.type is not None:
         stmt = stmt.where(AuditEvent.type == which.type)
-    rows = conn.execute(stmt.limit(which.limit)).scalars().all()
+    rows = conn.execute(stmt.limit(which.limit)).all()
     return [
         {
             "id": row.id,
