@@ -8,18 +8,18 @@ those three; any other record carries ``message`` (and ``exception``, a tracebac
 on the same line). The ``authority`` loggers write INFO and above, everything else
 WARNING and above; ``access_log=False`` silences the access log alone.
 
-The access log is one line per request, so its cost counts: a line is formatted by
-string splicing, never parsed again, and handed to a writer thread that writes what
-has piled up in one system call (``BackgroundStderr``), so neither the formatting of
-an error's traceback nor a slow terminal or pipe holds up the event loop.
+The access log is one line per request, so its cost counts: a line is built by string
+splicing, never parsed again, and the request only queues it; a thread formats and
+writes what piled up, a few system calls a second however busy the server is
+(``BufferedStderr``).
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
-import queue
 import sys
 import threading
 import time
@@ -29,7 +29,8 @@ ACCESS_LOGGER = "authority.access"
 AUDIT_LOGGER = "authority.audit"
 # Loggers whose messages are already one JSON object: their members are spliced in.
 JSON_LOGGERS = frozenset({ACCESS_LOGGER, AUDIT_LOGGER})
-MAX_BATCH = 512  # records taken from the queue at once by the writer thread
+INTERVAL = 0.05  # seconds an access-log line may wait to be written with others
+MAX_PENDING = 100_000  # access-log lines waiting to be written, at most
 # Workers share standard error: a write of at most PIPE_BUF bytes to a pipe is never
 # interleaved with another process's (POSIX), so lines are written in such chunks.
 PIPE_BUF = 4096
@@ -56,8 +57,6 @@ class JsonLines(logging.Formatter):
         fields: dict[str, Any] = {"message": message}
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            fields["exception"] = record.exc_text
         return start + "," + json.dumps(fields, separators=(",", ":"))[1:]
 
     def _time(self, created: float) -> str:
@@ -68,57 +67,71 @@ class JsonLines(logging.Formatter):
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
 
-class BackgroundStderr(logging.Handler):
-    """Formats and writes records to standard error in a thread of its own, several
-    lines per write when they pile up. Records still queued at exit are written."""
+class BufferedStderr(logging.Handler):
+    """Writes records to standard error as ``JsonLines``. Access-log lines are
+    collected and written together by a thread of its own at most ``INTERVAL`` later,
+    a few system calls a second however busy the server is; any other record is
+    written at once, after the access lines collected before it, so the log keeps its
+    order and nothing but access lines can be lost when a process is killed."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__()
         self.stream = stream
-        self._queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._write, name="authority-log", daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
+        self._pending: collections.deque[logging.LogRecord] = collections.deque()
+        self._waking = False
+        self._wake = threading.Event()
+        self._writing = threading.Lock()
+        self._dropped = 0
+        threading.Thread(target=self._run, name="authority-access-log", daemon=True).start()
+        atexit.register(self.flush)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.args:  # the message as it reads now, not when the writer gets to it
-            record.msg, record.args = record.getMessage(), None
-        self._queue.put(record)
+        if record.name == ACCESS_LOGGER and record.levelno == logging.INFO:
+            if len(self._pending) >= MAX_PENDING:  # stderr is stuck: keep memory bounded
+                self._dropped += 1
+                return
+            self._pending.append(record)  # no lock, no system call: once per request
+            if not self._waking:
+                self._waking = True
+                self._wake.set()
+            return
+        self._write(record)
 
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(5)
-        super().close()
+    def flush(self) -> None:
+        self._write(None)
 
-    def _write(self) -> None:
+    def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while batch[-1] is not None and len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            self._wake.wait()
+            time.sleep(INTERVAL)  # let lines pile up: one write for all of them
+            self._wake.clear()
+            self._waking = False  # before taking the lines: a later one wakes us again
+            self._write(None)
+
+    def _write(self, record: logging.LogRecord | None) -> None:
+        with self._writing:
+            records = [self._pending.popleft() for _ in range(len(self._pending))]
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                records.append(_dropped_lines(dropped))
+            if record is not None:
+                records.append(record)
             chunk: list[str] = []
             size = 0
-            for record in batch:
-                if record is None:
-                    continue
+            for each in records:
                 try:
-                    line = self.format(record) + "\n"
-                except Exception:  # a record that cannot be formatted is reported, not lost
-                    self.handleError(record)
+                    line = self.format(each) + "\n"
+                except Exception:  # logging reports it on stderr; the log goes on
+                    self.handleError(each)
                     continue
                 if chunk and size + len(line) > PIPE_BUF:
-                    self._flush(chunk)
+                    self._put(chunk)
                     chunk, size = [], 0
                 chunk.append(line)
                 size += len(line)
-            self._flush(chunk)
-            if batch[-1] is None:
-                return
+            self._put(chunk)
 
-    def _flush(self, lines: list[str]) -> None:
+    def _put(self, lines: list[str]) -> None:
         if not lines:
             return
         stream = self.stream or sys.stderr
@@ -129,13 +142,21 @@ class BackgroundStderr(logging.Handler):
             pass
 
 
+def _dropped_lines(count: int) -> logging.LogRecord:
+    return logging.LogRecord(
+        ACCESS_LOGGER + ".dropped", logging.WARNING, __file__, 0,
+        f"{count} access-log lines were dropped: standard error did not keep up",
+        None, None,
+    )  # fmt: skip
+
+
 def log_config(*, access_log: bool = True) -> dict[str, Any]:
     """The ``logging.config.dictConfig`` document of a server process."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonLines}},
-        "handlers": {"stderr": {"()": BackgroundStderr, "formatter": "json"}},
+        "handlers": {"stderr": {"()": BufferedStderr, "formatter": "json"}},
         "root": {"level": "WARNING", "handlers": ["stderr"]},
         "loggers": {
             "authority": {"level": "INFO"},
