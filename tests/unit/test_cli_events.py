@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Connection
 
 from authority.cli.main import main
 from authority.storage import audit
@@ -31,17 +32,23 @@ def run(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int,
 
 
 def record(url: str, *events: dict[str, Any]) -> None:
+    """Store each event as a request with its ``request_id`` and ``address`` would."""
+
     async def go() -> None:
         db = Database(url)
         try:
             for event in events:
                 info = audit.RequestInfo(event.pop("request_id"), event.pop("address"), "ua/1")
                 with audit.request_scope(info):
-                    await db.write(lambda conn, e=event: audit.record(conn, **e))
+                    await db.write(store, event)
         finally:
             await db.dispose()
 
     asyncio.run(go())
+
+
+def store(conn: Connection, event: dict[str, Any]) -> None:
+    audit.record(conn, **event)
 
 
 @pytest.fixture
