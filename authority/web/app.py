@@ -88,7 +88,11 @@ def create_app(
                 asyncio.create_task(keys.run(), name="authority-keys"),
                 asyncio.create_task(
                     run_pruning(
-                        db, clock, settings.maintenance_interval, settings.login_failure_window
+                        db,
+                        clock,
+                        settings.maintenance_interval,
+                        settings.login_failure_window,
+                        settings.audit_retention,
                     ),
                     name="authority-pruning",
                 ),
