@@ -1,8 +1,11 @@
-"""OAuth clients (RFC 6749 section 2): registration, lookup and authentication.
+"""OAuth clients (RFC 6749 section 2): registration, lookup, authentication, and the
+operator's lifecycle (secret rotation with an overlap, disable, enable, delete).
 
 Secrets are made here (256 random bits), shown once, and stored as HMAC-SHA256 under
 the server's secret key: a high-entropy secret needs no slow hash, so authenticating
-a client costs microseconds. Comparison is constant-time.
+a client costs microseconds. Comparison is constant-time. During a rotation's overlap
+a client has two secrets, the new one and the previous one until
+``previous_secret_until``; both are compared on every attempt.
 """
 
 from __future__ import annotations
@@ -11,16 +14,30 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from authority.storage.database import Database
 from authority.storage.tables import Client
 
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
+# The public client behind /auth (migration 0004): no OAuth grant, never deleted.
+FIRST_PARTY_CLIENT_ID = "authority-web"
+MAX_NAME = 200
+MAX_AUDIENCE = 200  # a session keeps its audience in refresh_families.audience, 200 long
+MAX_OVERLAP = 30 * 86400  # the longest a rotated-out secret may keep working (s)
+CACHE_TTL = 2.0  # how long a server trusts a client record it read (s): README, "Clients"
+_NO_HASH = bytes(32)
+
+
+class ClientNameTaken(ValueError):
+    """The name is another client's name (or id: commands take either)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"a client named {name!r} already exists")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +50,49 @@ class ClientRecord:
     audiences: tuple[str, ...]
     is_active: bool
     secret_hash: bytes | None
+    previous_secret_hash: bytes | None = None
+    previous_secret_until: float | None = None
+    created_at: float = 0.0
+
+    def default_audience(self, fallback: str) -> str:
+        """What a token request naming no audience gets: the first audience the client
+        was registered with, else ``fallback`` (AUTHORITY_AUDIENCE)."""
+        return self.audiences[0] if self.audiences else fallback
+
+    def previous_secret_valid_until(self, now: float) -> float | None:
+        """When the previous secret stops working, if it still works at ``now``."""
+        until = self.previous_secret_until
+        if self.previous_secret_hash is None or until is None or until <= now:
+            return None
+        return until
 
 
 def hash_secret(key: bytes, secret: str) -> bytes:
     return hmac.new(key, secret.encode(), hashlib.sha256).digest()
 
 
-def secret_matches(key: bytes, secret: str, stored: bytes | None) -> bool:
-    # Always compute and compare, so a public client's id gives no timing signal.
+def secret_matches(key: bytes, secret: str, client: ClientRecord, now: float) -> bool:
+    """The secret is the client's, or its previous one within the overlap. Both hashes
+    are always computed and compared, so neither a public client's id nor a rotation
+    gives a timing signal."""
     candidate = hash_secret(key, secret)
-    return hmac.compare_digest(candidate, stored or bytes(32)) and stored is not None
+    current = hmac.compare_digest(candidate, client.secret_hash or _NO_HASH)
+    previous = hmac.compare_digest(candidate, client.previous_secret_hash or _NO_HASH)
+    if client.secret_hash is None:
+        return False
+    return current or (previous and client.previous_secret_valid_until(now) is not None)
+
+
+def authenticates(
+    client: ClientRecord | None, secret: str | None, key: bytes, now: float, allow_public: bool
+) -> bool:
+    """RFC 6749 section 2.3: an active client, with its secret, or a public client with
+    none (when the endpoint accepts public clients)."""
+    if client is None or not client.is_active:
+        return False
+    if client.is_public:
+        return secret is None and allow_public
+    return secret is not None and secret_matches(key, secret, client, now)
 
 
 def new_client_id() -> str:
@@ -51,6 +101,21 @@ def new_client_id() -> str:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a client, or None."""
+    if not name.strip() or len(name) > MAX_NAME:
+        return f"a client name is 1 to {MAX_NAME} characters"
+    if not name.isprintable():
+        return "a client name cannot hold control characters"
+    if name != name.strip():
+        return "a client name cannot begin or end with a space"
+    return None
+
+
+_C = Client.__table__.c
+_GET_CLIENT = select(Client.__table__).where(_C.client_id == bindparam("client_id"))
 
 
 def _record(row: Any) -> ClientRecord:
@@ -63,6 +128,9 @@ def _record(row: Any) -> ClientRecord:
         audiences=tuple(row.audiences.split()),
         is_active=row.is_active,
         secret_hash=row.secret_hash,
+        previous_secret_hash=row.previous_secret_hash,
+        previous_secret_until=row.previous_secret_until,
+        created_at=row.created_at,
     )
 
 
@@ -76,6 +144,8 @@ def create_client(
     audiences: list[str],
     now: float,
 ) -> ClientRecord:
+    """A new client; ``ClientNameTaken`` when the name is another's (the database's
+    unique constraint decides, so two concurrent creations cannot both win)."""
     record = ClientRecord(
         client_id=new_client_id(),
         name=name,
@@ -85,23 +155,26 @@ def create_client(
         audiences=tuple(dict.fromkeys(audiences)),
         is_active=True,
         secret_hash=secret_hash,
+        created_at=now,
     )
-    conn.execute(
-        insert(Client).values(
-            client_id=record.client_id,
-            name=name,
-            secret_hash=secret_hash,
-            grant_types=" ".join(sorted(record.grant_types)),
-            scopes=" ".join(sorted(record.scopes)),
-            audiences=" ".join(record.audiences),
-            is_active=True,
-            created_at=now,
+    if conn.execute(_GET_CLIENT, {"client_id": name}).first() is not None:
+        raise ClientNameTaken(name)
+    try:
+        conn.execute(
+            insert(Client).values(
+                client_id=record.client_id,
+                name=name,
+                secret_hash=secret_hash,
+                grant_types=" ".join(sorted(record.grant_types)),
+                scopes=" ".join(sorted(record.scopes)),
+                audiences=" ".join(record.audiences),
+                is_active=True,
+                created_at=now,
+            )
         )
-    )
+    except IntegrityError:
+        raise ClientNameTaken(name) from None
     return record
-
-
-_GET_CLIENT = select(Client.__table__).where(Client.__table__.c.client_id == bindparam("client_id"))
 
 
 def get_client(conn: Connection, client_id: str) -> ClientRecord | None:
@@ -109,6 +182,16 @@ def get_client(conn: Connection, client_id: str) -> ClientRecord | None:
         return None
     row = conn.execute(_GET_CLIENT, {"client_id": client_id}).first()
     return _record(row) if row is not None else None
+
+
+def find_client(conn: Connection, ref: str) -> ClientRecord | None:
+    """The client named ``ref``, else the client whose id is ``ref`` (a name is never
+    another client's id when it is given: ``create_client``)."""
+    if "\x00" in ref:
+        return None
+    rows = conn.execute(select(Client.__table__).where(or_(_C.name == ref, _C.client_id == ref)))
+    found = sorted((_record(row) for row in rows), key=lambda c: c.name != ref)
+    return found[0] if found else None
 
 
 def list_clients(conn: Connection) -> list[ClientRecord]:
@@ -122,24 +205,89 @@ def all_scopes(conn: Connection) -> list[str]:
     return sorted(scopes)
 
 
+def rotate_secret(
+    conn: Connection, client_id: str, secret_hash: bytes, now: float, overlap: int
+) -> float | None:
+    """Give a confidential client a new secret; the one it had keeps working until
+    ``now + overlap`` (not at all when ``overlap`` is 0). A secret kept by an earlier
+    rotation's overlap stops at once. Returns when the previous secret stops."""
+    until = now + overlap if overlap > 0 else None
+    conn.execute(
+        update(Client)
+        .where(Client.client_id == client_id, Client.secret_hash.is_not(None))
+        .values(
+            # The right-hand side reads the row as it was: the secret being replaced.
+            previous_secret_hash=Client.secret_hash if until is not None else None,
+            previous_secret_until=until,
+            secret_hash=secret_hash,
+        )
+    )
+    return until
+
+
+def set_client_active(conn: Connection, client_id: str, active: bool) -> bool:
+    """Enable or disable a client; False when it already was so."""
+    return bool(
+        conn.execute(
+            update(Client)
+            .where(Client.client_id == client_id, Client.is_active == (not active))
+            .values(is_active=active)
+        ).rowcount
+    )
+
+
+def delete_client(conn: Connection, client_id: str) -> bool:
+    """Delete a client; its refresh families and their tokens go with it (the foreign
+    keys cascade)."""
+    return bool(conn.execute(delete(Client).where(Client.client_id == client_id)).rowcount)
+
+
 class ClientCache:
     """Client records kept ``ttl`` seconds in each process, so that a token request
-    needs no database read for its client. Only found clients are kept (a new client
-    works at once); a change to a client takes effect within ``ttl``."""
+    needs no database read for its client.
 
-    def __init__(self, ttl: float = 2.0, size: int = 10_000):
+    Only found clients are kept (a new client works at once), and a refusal is never
+    the cache's: a client that a cached record refuses is read again before the answer,
+    so a new secret and a re-enabled client work at once. What the cache can delay is
+    the other direction: a server that read a client less than ``ttl`` ago may accept
+    it for the rest of that ``ttl`` after it was disabled, deleted, or given a new
+    secret without overlap. The end of the previous secret's overlap is in the record
+    and checked at every attempt, so no cached record accepts it after the overlap.
+    Time is the service's clock (``now``); a record read "in the future" (the clock
+    went back) is read again."""
+
+    def __init__(self, ttl: float = CACHE_TTL, size: int = 10_000):
         self.ttl = ttl
         self.size = size
         self._entries: dict[str, tuple[float, ClientRecord]] = {}
 
-    async def get(self, db: Database, client_id: str) -> ClientRecord | None:
-        now = time.monotonic()
+    async def authenticate(
+        self,
+        db: Database,
+        client_id: str,
+        secret: str | None,
+        *,
+        key: bytes,
+        now: float,
+        allow_public: bool = True,
+    ) -> ClientRecord | None:
+        """The client, when ``secret`` authenticates it at ``now`` (``authenticates``)."""
         hit = self._entries.get(client_id)
-        if hit is not None and hit[0] > now:
+        if (
+            hit is not None
+            and 0 <= now - hit[0] < self.ttl
+            and authenticates(hit[1], secret, key, now, allow_public)
+        ):
             return hit[1]
+        client = await self._read(db, client_id, now)
+        return client if authenticates(client, secret, key, now, allow_public) else None
+
+    async def _read(self, db: Database, client_id: str, now: float) -> ClientRecord | None:
         client = await db.read(get_client, client_id)
-        if client is not None:
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[client_id] = (now + self.ttl, client)
+        if client is None:
+            self._entries.pop(client_id, None)
+            return None
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[client_id] = (now, client)
         return client

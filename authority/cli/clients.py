@@ -1,6 +1,8 @@
-"""``authority clients``: create and list OAuth clients.
+"""``authority clients``: create, list, show, rotate secrets, disable, enable, delete.
 
-The grant types a client may be given are the registry's (``authority.grants``);
+Commands after ``create`` address a client by its name, or by its client id when no
+client has that name (names are unique, and no name is another client's id). The grant
+types a client may be given are the registry's (``authority.grants``);
 ``authority.cli.main`` passes them in, so that this module stays below the grants."""
 
 from __future__ import annotations
@@ -11,17 +13,87 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Connection
 
 from authority.accounts.clients import (
+    FIRST_PARTY_CLIENT_ID,
+    MAX_AUDIENCE,
+    MAX_OVERLAP,
     SCOPE_TOKEN,
+    ClientNameTaken,
+    ClientRecord,
     create_client,
+    delete_client,
+    find_client,
     hash_secret,
     list_clients,
+    name_problem,
     new_secret,
+    rotate_secret,
+    set_client_active,
 )
-from authority.cli.common import CommandError, console, json_option, run_command, with_database
+from authority.cli.common import (
+    CommandError,
+    console,
+    json_option,
+    run_command,
+    when,
+    with_database,
+)
+from authority.sessions.families import revoke_client_families
 from authority.settings import Settings
+from authority.storage import audit
 from authority.storage.database import Database
+
+
+async def existing_client(db: Database, ref: str) -> ClientRecord:
+    client = await db.read(find_client, ref)
+    if client is None:
+        raise CommandError(f"no client {ref!r}")
+    return client
+
+
+def not_first_party(client: ClientRecord, action: str) -> None:
+    if client.client_id == FIRST_PARTY_CLIENT_ID:
+        raise CommandError(
+            f"{FIRST_PARTY_CLIENT_ID} is the built-in client of /auth: it cannot be {action}"
+        )
+
+
+def audience_problem(audience: str) -> str | None:
+    if not audience or len(audience) > MAX_AUDIENCE or not audience.isprintable():
+        return f"invalid audience {audience!r}: 1 to {MAX_AUDIENCE} printable characters"
+    if any(c.isspace() for c in audience):
+        return f"invalid audience {audience!r}: no spaces"
+    return None
+
+
+def describe(client: ClientRecord, settings: Settings, now: float) -> dict[str, Any]:
+    """What ``clients show`` prints: never a secret or its hash."""
+    until = client.previous_secret_valid_until(now)
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.is_public,
+        "grant_types": sorted(client.grant_types),
+        "scopes": sorted(client.scopes),
+        "audiences": list(client.audiences),
+        "default_audience": client.default_audience(settings.audience),
+        "active": client.is_active,
+        "created_at": when(client.created_at),
+        "previous_secret_valid_until": when(until) if until is not None else None,
+    }
+
+
+def show_fields(r: dict[str, Any]) -> None:
+    for name, value in r.items():
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        shown = " ".join(value) if isinstance(value, list) else value
+        console.print(
+            f"{name + ':':<28} {'' if shown is None else shown}", highlight=False, markup=False
+        )
 
 
 def clients_group(grant_types: Sequence[str]) -> click.Group:
@@ -29,7 +101,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
 
     @click.group()
     def clients() -> None:
-        """OAuth clients: create, list."""
+        """OAuth clients: create, list, show, rotate-secret, disable, enable, delete."""
 
     @clients.command("create")
     @click.argument("name")
@@ -47,7 +119,8 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
         "--audience",
         "audiences",
         multiple=True,
-        help="Audience the client may request besides AUTHORITY_AUDIENCE (repeatable).",
+        help="Audience the client may request besides AUTHORITY_AUDIENCE (repeatable); "
+        "the first is what it gets when a request names none.",
     )
     @json_option
     def clients_create(
@@ -62,22 +135,26 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
         chosen = list(grants) or (["refresh_token"] if public else ["client_credentials"])
 
         async def body(settings: Settings, db: Database) -> dict[str, Any]:
+            problems = [name_problem(name)] + [audience_problem(a) for a in audiences]
             if public and "client_credentials" in chosen:
-                raise CommandError("a public client cannot use client_credentials")
-            bad = [s for s in scopes if not SCOPE_TOKEN.fullmatch(s)]
-            if bad:
-                raise CommandError(f"invalid scope {bad[0]!r}")
+                problems.append("a public client cannot use client_credentials")
+            problems += [f"invalid scope {s!r}" for s in scopes if not SCOPE_TOKEN.fullmatch(s)]
+            if any(problems):
+                raise CommandError(*filter(None, problems))
             secret = None if public else new_secret()
             secret_hash = hash_secret(settings.secret_key_bytes(), secret) if secret else None
-            client = await db.write(
-                create_client,
-                name=name,
-                secret_hash=secret_hash,
-                grant_types=chosen,
-                scopes=list(scopes),
-                audiences=list(audiences),
-                now=time.time(),
-            )
+            try:
+                client = await db.write(
+                    _create,
+                    name=name,
+                    secret_hash=secret_hash,
+                    grant_types=chosen,
+                    scopes=list(scopes),
+                    audiences=list(audiences),
+                    now=time.time(),
+                )
+            except ClientNameTaken as exc:
+                raise CommandError(str(exc)) from None
             return {
                 "client_id": client.client_id,
                 "client_secret": secret,
@@ -118,7 +195,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
         def show(rows: list[dict[str, Any]]) -> None:
             table = Table("client_id", "name", "type", "grants", "scopes", "active")
             for r in rows:
-                table.add_row(
+                cells = (
                     r["client_id"],
                     r["name"],
                     "public" if r["public"] else "confidential",
@@ -126,8 +203,141 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
                     " ".join(r["scopes"]),
                     "yes" if r["active"] else "no",
                 )
+                table.add_row(*map(Text, cells))  # as given, never read as markup
             console.print(table)
 
         run_command(as_json, with_database(body), show)
 
+    @clients.command("show")
+    @click.argument("name")
+    @json_option
+    def clients_show(name: str, as_json: bool) -> None:
+        """One client: its grants, scopes, audiences, state and secret overlap."""
+
+        async def body(settings: Settings, db: Database) -> dict[str, Any]:
+            return describe(await existing_client(db, name), settings, time.time())
+
+        run_command(as_json, with_database(body), show_fields)
+
+    @clients.command("rotate-secret")
+    @click.argument("name")
+    @click.option(
+        "--overlap",
+        type=click.IntRange(0, MAX_OVERLAP),
+        default=0,
+        show_default=True,
+        help="Seconds the old secret keeps working, at most 30 days (0: it stops now).",
+    )
+    @json_option
+    def clients_rotate_secret(name: str, overlap: int, as_json: bool) -> None:
+        """Give a confidential client a new secret, printed once."""
+
+        async def body(settings: Settings, db: Database) -> dict[str, Any]:
+            client = await existing_client(db, name)
+            if client.is_public:
+                raise CommandError(f"{client.name!r} is a public client: it has no secret")
+            secret = new_secret()
+            secret_hash = hash_secret(settings.secret_key_bytes(), secret)
+            until = await db.write(_rotate, client, secret_hash, time.time(), overlap)
+            return {
+                "client_id": client.client_id,
+                "name": client.name,
+                "client_secret": secret,
+                "previous_secret_valid_until": when(until) if until is not None else None,
+            }
+
+        def show(r: dict[str, Any]) -> None:
+            console.print(f"client_id:     [bold]{r['client_id']}[/]")
+            console.print(f"client_secret: [bold]{r['client_secret']}[/]")
+            console.print("store the secret now: it is not kept and cannot be shown again")
+            until = r["previous_secret_valid_until"]
+            console.print(
+                f"the old secret works until {until}" if until else "the old secret stops now"
+            )
+
+        run_command(as_json, with_database(body), show)
+
+    @clients.command("disable")
+    @click.argument("name")
+    @json_option
+    def clients_disable(name: str, as_json: bool) -> None:
+        """Refuse the client's authentication and revoke its sessions (refresh tokens)."""
+
+        async def body(settings: Settings, db: Database) -> dict[str, Any]:
+            client = await existing_client(db, name)
+            not_first_party(client, "disabled (disable its users instead)")
+            revoked = await db.write(_disable, client, time.time())
+            return {**_named(client), "active": False, "sessions_revoked": revoked}
+
+        run_command(as_json, with_database(body), show_fields)
+
+    @clients.command("enable")
+    @click.argument("name")
+    @json_option
+    def clients_enable(name: str, as_json: bool) -> None:
+        """Let a disabled client authenticate again (its revoked sessions stay revoked)."""
+
+        async def body(settings: Settings, db: Database) -> dict[str, Any]:
+            client = await existing_client(db, name)
+            await db.write(_enable, client, time.time())
+            return {**_named(client), "active": True}
+
+        run_command(as_json, with_database(body), show_fields)
+
+    @clients.command("delete")
+    @click.argument("name")
+    @json_option
+    def clients_delete(name: str, as_json: bool) -> None:
+        """Delete a client and its sessions (refresh tokens)."""
+
+        async def body(settings: Settings, db: Database) -> dict[str, Any]:
+            client = await existing_client(db, name)
+            not_first_party(client, "deleted")
+            await db.write(_delete, client, time.time())
+            return {**_named(client), "deleted": True}
+
+        run_command(as_json, with_database(body), show_fields)
+
     return clients
+
+
+def _named(client: ClientRecord) -> dict[str, Any]:
+    return {"client_id": client.client_id, "name": client.name}
+
+
+# One transaction each: the change and its audit event (README, "Clients").
+
+
+def _event(conn: Connection, kind: audit.EventType, client: ClientRecord, now: float) -> None:
+    audit.record(conn, kind, at=now, client_id=client.client_id, detail={"name": client.name})
+
+
+def _create(conn: Connection, /, *, now: float, **fields: Any) -> ClientRecord:
+    client = create_client(conn, now=now, **fields)
+    _event(conn, "client.created", client, now)
+    return client
+
+
+def _rotate(
+    conn: Connection, client: ClientRecord, secret_hash: bytes, now: float, overlap: int
+) -> float | None:
+    until = rotate_secret(conn, client.client_id, secret_hash, now, overlap)
+    _event(conn, "client.secret_rotated", client, now)
+    return until
+
+
+def _disable(conn: Connection, client: ClientRecord, now: float) -> int:
+    """The client is disabled and its families revoked together; their count."""
+    if set_client_active(conn, client.client_id, False):
+        _event(conn, "client.disabled", client, now)
+    return revoke_client_families(conn, client.client_id, "client_disabled", now)
+
+
+def _enable(conn: Connection, client: ClientRecord, now: float) -> None:
+    if set_client_active(conn, client.client_id, True):
+        _event(conn, "client.enabled", client, now)
+
+
+def _delete(conn: Connection, client: ClientRecord, now: float) -> None:
+    if delete_client(conn, client.client_id):
+        _event(conn, "client.deleted", client, now)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from authority.accounts.clients import list_clients
+from authority.accounts.clients import find_client
 from authority.cli.common import (
     CommandError,
     console,
     existing_user,
     json_option,
     run_command,
+    when,
     with_database,
 )
 from authority.settings import Settings
@@ -56,23 +56,15 @@ class EventType(click.ParamType[str]):
         return str(value)
 
 
-def iso(at: float) -> str:
-    """ISO 8601 in UTC, to the second: ``2026-01-31T12:00:00Z``."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def client_id_of(db: Database, name: str) -> str:
-    """The client named ``name`` (or whose client_id it is); a deleted client by the
+async def client_id_of(db: Database, ref: str) -> str:
+    """The client named ``ref`` (or whose client_id it is); a deleted client by the
     client_id its events still carry."""
-    clients = await db.read(list_clients)
-    matches = {c.client_id for c in clients if name in (c.name, c.client_id)}
-    if len(matches) == 1:
-        return matches.pop()
-    if matches:
-        raise CommandError(f"several clients are named {name!r}: give the client_id")
-    if await db.read(audit.query, audit.Filter(client_id=name, limit=1)):
-        return name
-    raise CommandError(f"no client {name!r}")
+    client = await db.read(find_client, ref)
+    if client is not None:
+        return client.client_id
+    if await db.read(audit.query, audit.Filter(client_id=ref, limit=1)):
+        return ref
+    raise CommandError(f"no client {ref!r}")
 
 
 @click.command()
@@ -111,7 +103,7 @@ def events(
             limit=limit,
         )
         found = await db.read(audit.query, which)
-        return {"events": [{**event, "time": iso(event["at"])} for event in found]}
+        return {"events": [{**event, "time": when(event["at"])} for event in found]}
 
     run_command(as_json, with_database(body), show)
 

@@ -16,7 +16,7 @@ from authority.grants.errors import UnauthorizedClientError
 from authority.sessions.service import Authority
 
 GRANT_TYPE = "client_credentials"
-PARAMETERS = ("scope", "audience")
+PARAMETERS = ("scope", "audience", "resource")
 
 
 async def handle(

@@ -1,16 +1,26 @@
 """What every grant shares: the token response (RFC 6749 section 5.1), and the scope
-(section 3.3) and audience (RFC 8707) a request may ask for."""
+(section 3.3) and audience a request may ask for.
+
+The audience is named by ``audience`` or by ``resource``, its standard spelling (RFC 8707
+section 2): an absolute URI without a fragment, one per request, since a token has
+one audience. A malformed, unknown or not allowed target is ``invalid_target``; naming
+two different targets with ``audience`` and ``resource`` is ``invalid_request``.
+A request that names none gets the client's default: its first registered audience,
+or ``AUTHORITY_AUDIENCE`` for a client registered with none."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import msgspec
 
 from authority.accounts.clients import SCOPE_TOKEN, ClientRecord
-from authority.grants.errors import InvalidScopeError, InvalidTargetError
+from authority.grants.errors import InvalidRequestError, InvalidScopeError, InvalidTargetError
 
 Params = Mapping[str, str]
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_URI_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space (RFC 3986 section 2)
 
 
 class TokenResponse(msgspec.Struct, omit_defaults=True):
@@ -47,11 +57,38 @@ def requested_scope(params: Params, allowed: frozenset[str]) -> str:
     return " ".join(scopes)
 
 
+def named_audience(params: Params) -> str | None:
+    """The audience the request names with ``audience`` or ``resource`` (RFC 8707)."""
+    audience, resource = params.get("audience"), params.get("resource")
+    if resource is None:
+        return audience
+    if not is_absolute_uri(resource):
+        raise InvalidTargetError(
+            description="resource must be an absolute URI without a fragment (RFC 8707)"
+        )
+    if audience is not None and audience != resource:
+        raise InvalidRequestError(description="audience and resource name different targets")
+    return resource
+
+
+def is_absolute_uri(value: str) -> bool:
+    """RFC 3986 section 4.3: a scheme, no fragment; nothing blank or unprintable."""
+    scheme, colon, rest = value.partition(":")
+    return bool(
+        colon
+        and _SCHEME.fullmatch(scheme)
+        and rest
+        and "#" not in rest
+        and _URI_CHARS.fullmatch(rest)
+    )
+
+
 def requested_audience(params: Params, client: ClientRecord, default: str) -> str:
-    """The audience to grant: ``default`` (AUTHORITY_AUDIENCE) or one the client may name."""
-    audience = params.get("audience")
-    if audience is None or audience == default:
-        return default
-    if audience not in client.audiences:
+    """The audience to grant: the client's default (``ClientRecord.default_audience``),
+    or one it names that it may have: one of its own, or ``default`` (AUTHORITY_AUDIENCE)."""
+    audience = named_audience(params)
+    if audience is None:
+        return client.default_audience(default)
+    if audience != default and audience not in client.audiences:
         raise InvalidTargetError(description="this client may not request that audience")
     return audience

@@ -22,7 +22,7 @@ from authority.sessions.service import (
 )
 
 GRANT_TYPE = "password"
-PARAMETERS = ("username", "password", "scope", "audience")
+PARAMETERS = ("username", "password", "scope", "audience", "resource")
 
 
 async def handle(

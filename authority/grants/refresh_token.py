@@ -5,7 +5,7 @@ used one revokes the whole session."""
 from __future__ import annotations
 
 from authority.accounts.clients import ClientRecord
-from authority.grants.common import Params, TokenResponse, bearer, parse_scope
+from authority.grants.common import Params, TokenResponse, bearer, named_audience, parse_scope
 from authority.grants.errors import (
     InvalidGrantError,
     InvalidRequestError,
@@ -22,7 +22,7 @@ from authority.sessions.service import (
 )
 
 GRANT_TYPE = "refresh_token"
-PARAMETERS = ("refresh_token", "scope", "audience")
+PARAMETERS = ("refresh_token", "scope", "audience", "resource")
 
 
 async def handle(
@@ -31,9 +31,9 @@ async def handle(
     raw = params.get("refresh_token")
     if raw is None:
         raise InvalidRequestError(description="refresh_token is required")
-    scope = parse_scope(params)
+    scope, audience = parse_scope(params), named_audience(params)
     try:
-        session = await refresh_session(auth, client.client_id, raw, scope, params.get("audience"))
+        session = await refresh_session(auth, client.client_id, raw, scope, audience)
     except ScopeRefused as exc:
         raise InvalidScopeError(description=str(exc)) from None
     except AudienceRefused as exc:

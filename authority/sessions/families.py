@@ -334,6 +334,10 @@ def revoke_user_families(conn: Connection, user_id: int, reason: str, now: float
     return _revoke(conn, RefreshFamily.user_id == user_id, reason, now)
 
 
+def revoke_client_families(conn: Connection, client_id: str, reason: str, now: float) -> int:
+    return _revoke(conn, RefreshFamily.client_id == client_id, reason, now)
+
+
 def _revoke(conn: Connection, which: ColumnElement[bool], reason: str, now: float) -> int:
     """Revoke the matching families not yet revoked; the first reason is kept."""
     return int(

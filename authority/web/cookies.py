@@ -25,7 +25,7 @@ from litestar import Request
 from litestar.datastructures import Cookie
 from sqlalchemy import Connection
 
-from authority.accounts.clients import ClientRecord
+from authority.accounts.clients import FIRST_PARTY_CLIENT_ID, ClientRecord
 from authority.accounts.users import UserRecord, get_user
 from authority.sessions.families import access_token_revoked, find_family, session_active
 from authority.sessions.refresh_tokens import parse_refresh_token
@@ -38,7 +38,7 @@ from authority.web.http import bearer_token
 
 # The public client row behind /auth (migration 0004): it has no OAuth grant.
 FIRST_PARTY = ClientRecord(
-    client_id="authority-web",
+    client_id=FIRST_PARTY_CLIENT_ID,
     name="first-party web and app login (/auth)",
     is_public=True,
     grant_types=frozenset(),

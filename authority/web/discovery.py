@@ -56,7 +56,8 @@ JWKS_RESPONSES = {
 
 def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
     """RFC 8414 section 2. There is no authorization endpoint, so the only response
-    type is ``none`` (OAuth 2.0 Multiple Response Type Encoding Practices)."""
+    type is ``none`` (OAuth 2.0 Multiple Response Type Encoding Practices). Clients
+    authenticate with secrets only, so no ``*_auth_signing_alg_values_supported``."""
     issuer = settings.issuer
     document = AuthorizationServerMetadata(
         {
@@ -71,7 +72,6 @@ def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
             "scopes_supported": scopes,
             "response_types_supported": ["none"],
-            "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
         }
     )
     document.validate()

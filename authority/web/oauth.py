@@ -18,7 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
 
 from authority import metrics
-from authority.accounts.clients import ClientRecord
+from authority.accounts.clients import ClientRecord, get_client
 from authority.accounts.passwords import HashingBusy
 from authority.grants import GRANTS
 from authority.grants.common import TokenResponse
@@ -139,7 +139,8 @@ async def _introspect(
     auth: Authority, keys: KeyManager, request: Request[Any, Any, Any]
 ) -> dict[str, Any]:
     """RFC 7662. Any confidential client may introspect access tokens (resource servers
-    do); a refresh token is active only for the client it was issued to."""
+    do); a refresh token is active only for the client it was issued to. The tokens of
+    a disabled or deleted client are inactive."""
     params = await read_form(request)
     token = params.get("token")
     if token is None:
@@ -172,6 +173,10 @@ async def _introspect(
         leeway=0,  # the issuer judges its own tokens exactly (RFC 7662 section 2.2)
     )
     if claims is None or await auth.db.read(access_token_revoked, claims["jti"]):
+        return INACTIVE
+    # Read afresh, not from the client cache: a disabled client's tokens end at once.
+    issued_to = await auth.db.read(get_client, str(claims.get("client_id", "")))
+    if issued_to is None or not issued_to.is_active:
         return INACTIVE
     sid = claims.get("sid")
     if isinstance(sid, str) and not await auth.db.read(session_active, sid):

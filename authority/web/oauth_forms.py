@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl, unquote_plus
 from litestar import Request
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from authority.accounts.clients import ClientRecord, secret_matches
-from authority.grants.errors import InvalidClientError, InvalidRequestError
+from authority.accounts.clients import ClientRecord
+from authority.grants.errors import InvalidClientError, InvalidRequestError, InvalidTargetError
 from authority.sessions.service import Authority
 
 # Names echoed in an error description; RFC 6749 limits its characters.
@@ -45,6 +45,8 @@ async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
         raise InvalidRequestError(description="malformed form body") from None
     seen: set[str] = set()
     for name, _value in pairs:
+        if name == "resource" and name in seen:  # RFC 8707 section 2 allows it; we cannot
+            raise InvalidTargetError(description="send one resource: a token has a single audience")
         if name in seen:
             shown = f"parameter {name!r}" if _PARAM_NAME.fullmatch(name) else "a parameter"
             raise InvalidRequestError(description=f"{shown} is repeated")
@@ -78,7 +80,9 @@ async def authenticate_client(
     *,
     allow_public: bool = True,
 ) -> ClientRecord:
-    """client_secret_basic, client_secret_post, or none (public clients): one of them."""
+    """client_secret_basic, client_secret_post, or none (public clients): one of them.
+    A disabled or deleted client, and a secret rotated out whose overlap has ended,
+    are ``invalid_client`` (``ClientCache.authenticate`` says how soon)."""
     header = request.headers.get("authorization")
     secret: str | None
     body_id, body_secret = params.get("client_id"), params.get("client_secret")
@@ -94,14 +98,15 @@ async def authenticate_client(
         raise InvalidClientError(description="client authentication is required", status_code=401)
     if len(client_id) > MAX_CLIENT_ID:
         raise _auth_failed()
-    client = await auth.clients.get(auth.db, client_id)
-    if client is None or not client.is_active:
-        raise _auth_failed()
-    if client.is_public:
-        if secret is not None or not allow_public:
-            raise _auth_failed()
-        return client
-    if secret is None or not secret_matches(auth.secret_key, secret, client.secret_hash):
+    client = await auth.clients.authenticate(
+        auth.db,
+        client_id,
+        secret,
+        key=auth.secret_key,
+        now=auth.clock(),
+        allow_public=allow_public,
+    )
+    if client is None:
         raise _auth_failed()
     return client
 

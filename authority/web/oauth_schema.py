@@ -66,7 +66,7 @@ def form_operation(required: list[str], **fields: Schema) -> type[Operation]:
 def oauth_responses(ok: type[msgspec.Struct], **extra: str) -> dict[int, ResponseSpec]:
     errors = {
         400: "invalid_request (malformed or repeated parameter, wrong content type) "
-        "or another RFC 6749 section 5.2 error",
+        "or another RFC 6749 section 5.2 error, or invalid_target (RFC 8707)",
         401: "invalid_client, with WWW-Authenticate",
         413: "invalid_request: the body is over 16 KiB",
         **{int(code): text for code, text in extra.items()},

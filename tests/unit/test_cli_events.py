@@ -11,6 +11,7 @@ import asyncio
 import json
 import secrets
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,9 @@ def test_events_come_newest_first_as_one_json_document(
     assert login["client_id"] == trail["billing"]
     assert login["address"] == "192.0.2.2"
     assert login["at"] == pytest.approx(trail["now"] - 5 * 3600)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(login["at"]))
-    assert login["time"] == stamp
+    shown = datetime.fromisoformat(login["time"])  # ISO 8601, in UTC
+    assert shown.utcoffset() == timedelta(0)
+    assert abs(shown.timestamp() - login["at"]) < 1
     assert events[1]["detail"] == {"overlap": 3600}
 
 

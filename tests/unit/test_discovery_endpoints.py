@@ -62,6 +62,18 @@ async def test_metadata_is_valid_rfc8414(
         assert field in document
 
 
+async def test_metadata_advertises_no_jwt_client_authentication(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    """Clients authenticate with a secret or not at all (RFC 6749 section 2.3.1), so no
+    signing algorithms for client assertions are advertised (RFC 8414 section 2)."""
+    document = (await client.get("/.well-known/oauth-authorization-server")).json()
+    assert [name for name in document if "signing_alg" in name] == []
+    for endpoint in ("token", "revocation", "introspection"):
+        methods = set(document[f"{endpoint}_endpoint_auth_methods_supported"])
+        assert methods <= {"client_secret_basic", "client_secret_post", "none"}
+
+
 async def test_jwks_holds_public_rsa_keys_only(client: AsyncTestClient[Litestar]) -> None:
     response = await client.get("/.well-known/jwks.json")
     assert response.status_code == 200

@@ -21,12 +21,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from authority.accounts import clients
 from authority.accounts.users import set_active
 from authority.sessions import service
 from authority.settings import Settings
 from authority.signing.signer import AccessTokenSigner
 from authority.storage.database import Database
-from authority.web import oauth_forms
 from tests.helpers.oauth import FORM, assert_oauth_error, basic, encode_form
 from tests.helpers.stores import current_signing_key
 from tests.helpers.world import PASSWORD, World, WorldConfig, open_world
@@ -127,7 +127,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         (Database, "read"),
         (Database, "write"),
         (service, "averify_password"),
-        (oauth_forms, "secret_matches"),
+        (clients, "secret_matches"),
     ]:
         monkeypatch.setattr(owner, name, recording(name, getattr(owner, name)))
     return calls

@@ -67,7 +67,7 @@ async def test_client_credentials_token_follows_rfc9068(world: World) -> None:
     assert body["expires_in"] == world.settings.access_ttl
     assert "refresh_token" not in body
     assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
-    claims = world.decode(body["access_token"])
+    claims = world.decode(body["access_token"], audience="billing")  # the client's default
     assert claims["sub"] == claims["client_id"] == world.client_id("service")
     assert claims["scope"] == body["scope"] == "read write"
     assert {"iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"} <= set(claims)
