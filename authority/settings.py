@@ -71,6 +71,9 @@ class Settings:
     # (the CLI or another replica) and runs due lifecycle steps.
     keystore_poll_interval: float = 2.0
     maintenance_interval: float = 30.0
+    # How long audit events are kept (s), and whether each request is an access-log line.
+    audit_retention: int = 7776000
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -124,6 +127,7 @@ class Settings:
             "key_rotation_interval",
             "keystore_poll_interval",
             "maintenance_interval",
+            "audit_retention",
             "login_max_failures_account",
             "login_max_failures_address",
             "login_failure_window",

@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar, Request, get
 
-from authority.verifier import KeysUnavailable, Verifier
+from authority.verifier import InvalidToken, Verifier
 from authority.verifier.litestar import BearerAuth, requires_scope
 
 log = logging.getLogger("resource_server")
@@ -49,7 +49,7 @@ def create_app(issuer: str, audience: str) -> Litestar:
         """Fetch the keys at startup; if the authority is down, the first request will."""
         try:
             await verifier.aload_keys()
-        except KeysUnavailable as exc:
+        except InvalidToken as exc:  # KeysUnavailable, or IssuerMismatch (a wrong issuer)
             log.warning("signing keys not loaded yet: %s", exc)
 
     return Litestar([health, me, orders], plugins=[BearerAuth(verifier)], on_startup=[warm_up])

@@ -18,6 +18,7 @@ except ImportError as missing:  # the base install is only the verifier library
 
 from authority.cli.clients import clients_group
 from authority.cli.common import CommandGroup
+from authority.cli.events import events
 from authority.cli.keys import keys
 from authority.cli.serve import db, serve, setup
 from authority.cli.tokens import tokens
@@ -31,5 +32,5 @@ def main() -> None:
     """Token authority: signed access tokens, rotating keys, refresh token families."""
 
 
-for command in (serve, setup, db, keys, users, clients_group(sorted(GRANTS)), tokens):
+for command in (serve, setup, db, keys, users, clients_group(sorted(GRANTS)), tokens, events):
     main.add_command(command)

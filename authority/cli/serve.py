@@ -21,6 +21,7 @@ from authority.cli.common import (
     reported,
     run_command,
 )
+from authority.logs import log_config
 from authority.settings import Settings
 from authority.signing.manager import KeyManager, ensure_key
 from authority.signing.stores import make_keystore
@@ -35,7 +36,9 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "server_header": False,
     "proxy_headers": False,
+    # uvicorn's own access log is off: ours (authority.web.requests) knows the route.
     "access_log": False,
+    "log_config": log_config(),
 }
 
 
@@ -92,6 +95,7 @@ def _serve(settings: Settings) -> None:
         # peer is a configured proxy, never from whoever sends the header.
         **{
             **UVICORN_OPTIONS,
+            "log_config": log_config(access_log=settings.access_log),
             "proxy_headers": bool(settings.trusted_proxies),
             "forwarded_allow_ips": list(settings.trusted_proxies) or None,
         },

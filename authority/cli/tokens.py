@@ -1,4 +1,5 @@
-"""``authority tokens``: prune dead refresh tokens, revoke a user's sessions."""
+"""``authority tokens``: prune dead refresh tokens (and audit events past their
+retention), revoke a user's sessions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from authority.cli.common import console, existing_user, json_option, run_command, with_database
 from authority.sessions.lifecycle import end_sessions
-from authority.sessions.pruning import prune_tokens
+from authority.sessions.pruning import prune_events, prune_tokens
 from authority.settings import Settings
 from authority.storage.database import Database
 
@@ -22,13 +23,22 @@ def tokens() -> None:
 @tokens.command("prune")
 @json_option
 def tokens_prune(as_json: bool) -> None:
-    """Delete expired families, expired consumed tokens and expired revocations."""
+    """Delete expired families, expired consumed tokens and expired revocations, and
+    audit events older than AUDIT_RETENTION; in short batches, safe while serving."""
 
     async def body(settings: Settings, db: Database) -> dict[str, Any]:
-        return {"deleted": await prune_tokens(db, time.time)}
+        return {
+            "deleted": await prune_tokens(db, time.time),
+            "audit_events_deleted": await prune_events(db, time.time, settings.audit_retention),
+        }
 
     run_command(
-        as_json, with_database(body), lambda r: console.print(f"deleted {r['deleted']} row(s)")
+        as_json,
+        with_database(body),
+        lambda r: console.print(
+            f"deleted {r['deleted']} token row(s) and {r['audit_events_deleted']} audit "
+            "event(s) older than AUDIT_RETENTION"
+        ),
     )
 
 

@@ -1,4 +1,6 @@
-"""Deleting dead refresh tokens and revocations in small batches, on demand or periodically.
+"""Deleting dead refresh tokens and revocations, and audit events older than
+``AUDIT_RETENTION``, in small batches, on demand (``authority tokens prune``) or
+periodically (every ``MAINTENANCE_INTERVAL`` in each server).
 
 Each batch is its own short transaction, so the token endpoint's writes interleave
 with a long prune instead of waiting for it.
@@ -8,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Connection, delete, select
 
 from authority.accounts import throttle
 from authority.clock import Clock
+from authority.storage import audit
 from authority.storage.database import Database, DatabaseUnavailable
 from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
 
 BATCH = 100  # families (with all their tokens) per transaction: ~10-20 ms of lock
+EVENT_BATCH = 1000  # audit events per transaction: small rows, one index besides the key
 PAUSE = 0.15  # seconds between batches: more than SQLite's longest busy-handler sleep
 log = logging.getLogger("authority.pruning")
 
@@ -67,11 +72,23 @@ def prune_batch(conn: Connection, now: float, batch: int) -> int:
 
 async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:
     """Delete every row that is due; returns how many were deleted."""
+    return await _in_batches(batch, lambda: db.write(prune_batch, clock(), batch))
+
+
+async def prune_events(
+    db: Database, clock: Clock, retention: float, batch: int = EVENT_BATCH
+) -> int:
+    """Delete every audit event older than ``retention`` seconds; returns how many."""
+    return await _in_batches(batch, lambda: db.write(audit.prune_batch, clock() - retention, batch))
+
+
+async def _in_batches(batch: int, delete_some: Callable[[], Awaitable[int]]) -> int:
+    """Call ``delete_some`` (one short transaction) until it deletes fewer than ``batch``."""
     total = 0
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
-        deleted = await db.write(prune_batch, clock(), batch)
+        deleted = await delete_some()
         total += deleted
         if deleted < batch:
             return total
@@ -81,18 +98,23 @@ async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:
         await asyncio.sleep(max(PAUSE, loop.time() - started))
 
 
-async def run_pruning(db: Database, clock: Clock, interval: float, throttle_window: int) -> None:
-    """Background loop of a server process: tokens, and failed-login counters."""
+async def run_pruning(
+    db: Database, clock: Clock, interval: float, throttle_window: int, audit_retention: float
+) -> None:
+    """Background loop of a server process: tokens, failed-login counters, old events."""
     while True:
         await asyncio.sleep(interval)
         try:
             deleted = await prune_tokens(db, clock)
             deleted += await db.write(throttle.prune, clock(), throttle_window)
+            events = await prune_events(db, clock, audit_retention)
         except DatabaseUnavailable as exc:
-            log.warning("token pruning skipped: %s", exc)
+            log.warning("pruning skipped: %s", exc)
             continue
         except Exception:  # the loop must outlive any one bad batch
-            log.exception("token pruning failed")
+            log.exception("pruning failed")
             continue
         if deleted:
             log.info("pruned %d expired token rows", deleted)
+        if events:
+            log.info("pruned %d audit events older than AUDIT_RETENTION", events)

@@ -11,13 +11,12 @@ Events are read with ``query`` (``authority events``) and pruned in batches afte
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from sqlalchemy import Connection, delete, insert, select
 
@@ -52,9 +51,9 @@ EventType = Literal[
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
-@dataclass(frozen=True)
-class RequestInfo:
-    """What the audit trail and the access log know of the request being served."""
+class RequestInfo(NamedTuple):
+    """What the audit trail and the access log know of the request being served (a
+    tuple: one is made for every request, six times faster than a frozen dataclass)."""
 
     request_id: str
     address: str | None = None
@@ -70,13 +69,18 @@ def current_request() -> RequestInfo | None:
     return _current.get()
 
 
-@contextlib.contextmanager
-def request_scope(info: RequestInfo) -> Iterator[None]:
-    token = _current.set(info)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class request_scope:
+    """``with request_scope(info):`` the code inside sees ``info`` as the current request.
+    A class rather than ``contextlib.contextmanager``: it runs for every request."""
+
+    def __init__(self, info: RequestInfo) -> None:
+        self.info = info
+
+    def __enter__(self) -> None:
+        self.token = _current.set(self.info)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self.token)
 
 
 def record(

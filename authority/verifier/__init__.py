@@ -5,7 +5,7 @@ Importing it loads only the standard library and ``cryptography``. Framework glu
 """
 
 from authority.verifier.cache import CachePolicy, Fetch, HttpResponse, httpx_fetch, urllib_fetch
-from authority.verifier.jose import InvalidToken, KeysUnavailable, Reason
+from authority.verifier.jose import InvalidToken, IssuerMismatch, KeysUnavailable, Reason
 from authority.verifier.jws import MAX_TOKEN_BYTES
 from authority.verifier.verify import REQUIRED_CLAIMS, Verifier
 
@@ -16,6 +16,7 @@ __all__ = [
     "Fetch",
     "HttpResponse",
     "InvalidToken",
+    "IssuerMismatch",
     "KeysUnavailable",
     "Reason",
     "Verifier",

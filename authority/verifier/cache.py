@@ -7,6 +7,9 @@ metadata, kept in memory and refreshed per ``Cache-Control`` (RFC 9111 section 5
   flight at a time and every caller that needs it waits for that one.
 - A failed fetch never drops keys: the last good set serves for ``stale_ttl`` after it
   expired, while retries back off.
+- Metadata that names another issuer is a configuration error (``IssuerMismatch``,
+  logged as an error with both issuers), not an outage: without usable keys, tokens
+  are refused with it rather than with ``KeysUnavailable``.
 
 The HTTP client is any ``Fetch`` callable; the default uses ``urllib``, and async
 callers wait for the same thread.
@@ -25,7 +28,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from authority.verifier.jose import InvalidToken, KeysUnavailable, json_object, log
+from authority.verifier.jose import (
+    InvalidToken,
+    IssuerMismatch,
+    KeysUnavailable,
+    json_object,
+    log,
+)
 from authority.verifier.jwks import PublicKey, parse_jwks
 
 if TYPE_CHECKING:
@@ -166,6 +175,7 @@ class KeyCache:
         self._retry_at = -math.inf
         self._failures = 0
         self._kid_fetch_at = -math.inf
+        self._problem: IssuerMismatch | None = None  # why the last fetch failed, if lasting
 
     # --- lookups -------------------------------------------------------------------
 
@@ -203,7 +213,7 @@ class KeyCache:
         except TimeoutError:
             raise KeysUnavailable("the JWKS endpoint did not answer in time") from None
         if self.clock() >= self.snapshot.usable_until:
-            raise KeysUnavailable()
+            raise self._unavailable()
 
     async def _await_fetch(self, future: Future[None]) -> None:
         try:
@@ -211,7 +221,11 @@ class KeyCache:
         except TimeoutError:
             raise KeysUnavailable("the JWKS endpoint did not answer in time") from None
         if self.clock() >= self.snapshot.usable_until:
-            raise KeysUnavailable()
+            raise self._unavailable()
+
+    def _unavailable(self, description: str | None = None) -> InvalidToken:
+        """Why there are no usable keys: a lasting configuration error, or an outage."""
+        return self._problem or KeysUnavailable(description)
 
     def _wait_limit(self) -> float:
         return 2 * self.policy.timeout + 1  # metadata, then the JWKS
@@ -248,7 +262,7 @@ class KeyCache:
                 return self._inflight
             if not usable:
                 if now < self._retry_at:
-                    raise KeysUnavailable("the JWKS endpoint is failing; retrying later")
+                    raise self._unavailable("the JWKS endpoint is failing; retrying later")
                 return self._start_locked()
             if (
                 not self.remote
@@ -266,7 +280,7 @@ class KeyCache:
             if self._inflight is not None:
                 return self._inflight
             if now < self._retry_at:
-                raise KeysUnavailable("the JWKS endpoint is failing; retrying later")
+                raise self._unavailable("the JWKS endpoint is failing; retrying later")
             return self._start_locked()
 
     def _after_fetch(self, kid: str) -> PublicKey:
@@ -287,20 +301,26 @@ class KeyCache:
             ).start()
         except RuntimeError as exc:  # no thread to be had: a failed fetch
             log.warning("JWKS refresh not started: %s", exc)
-            self._finish_locked(future, None)
+            self._finish_locked(future, None, None)
         return future
 
     def _run(self, future: Future[None]) -> None:
-        snapshot = None
+        snapshot = problem = None
         try:
             snapshot = self._refresh()
+        except IssuerMismatch as exc:  # the operator's to fix: say so loudly
+            problem = exc
+            log.error("JWKS refresh refused: %s", exc.description)
         except Exception as exc:  # any failure keeps the last good keys
             log.warning("JWKS refresh from %s failed: %s", self.jwks_url or self.metadata_url, exc)
         finally:
             with self._lock:
-                self._finish_locked(future, snapshot)
+                self._finish_locked(future, snapshot, problem)
 
-    def _finish_locked(self, future: Future[None], snapshot: Snapshot | None) -> None:
+    def _finish_locked(
+        self, future: Future[None], snapshot: Snapshot | None, problem: IssuerMismatch | None
+    ) -> None:
+        self._problem = problem
         if snapshot is None:
             self._failures += 1
             delay = self.policy.retry_min * 2 ** min(self._failures - 1, 30)
@@ -358,7 +378,7 @@ class KeyCache:
         except InvalidToken:
             raise FetchError("metadata is not a JSON object") from None
         if metadata.get("issuer") != self.issuer:
-            raise FetchError("metadata names another issuer")
+            raise IssuerMismatch(self.issuer, metadata.get("issuer"), self.metadata_url)
         uri = metadata.get("jwks_uri")
         scheme = "https://" if self.issuer.startswith("https://") else ("https://", "http://")
         if type(uri) is not str or not uri.startswith(scheme):

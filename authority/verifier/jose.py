@@ -83,6 +83,32 @@ class KeysUnavailable(InvalidToken):
         super().__init__("keys_unavailable", description)
 
 
+class IssuerMismatch(InvalidToken):
+    """The issuer's metadata names another issuer than the ``Verifier`` was given: a
+    configuration error, not an outage. RFC 8414 section 3.3: the metadata's ``issuer``
+    MUST be identical to the issuer whose metadata was fetched, so its keys are not
+    used, and every token is refused as ``wrong_issuer`` until the two agree. The
+    message says both: ``expected`` (the Verifier's) and ``found`` (the metadata's)."""
+
+    def __init__(self, expected: str, found: object, url: str):
+        self.expected = expected
+        self.found = found
+        hint = ""
+        if isinstance(found, str) and found.rstrip("/") == expected.rstrip("/"):
+            hint = "; they differ by a trailing slash"
+        super().__init__(
+            "wrong_issuer",
+            f"the Verifier expects issuer {expected!r} but the metadata at {url} names "
+            f"{shown(found)}{hint}: give the Verifier the authority's issuer exactly",
+        )
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters, for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 # --- base64url ------------------------------------------------------------------------
 
 # '-' and '_' become the standard alphabet; '+', '/' and '=' become a byte that

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from authority.verifier.cache import CachePolicy, Fetch, KeyCache, urllib_fetch
-from authority.verifier.jose import InvalidToken
+from authority.verifier.jose import InvalidToken, shown
 from authority.verifier.jwks import parse_jwks
 from authority.verifier.jws import check_header, check_signature, parse_access_token, split
 
@@ -136,8 +136,10 @@ class Verifier:
         for name in REQUIRED_CLAIMS:
             if name not in claims:
                 raise InvalidToken("missing_claim", f"{name} is missing")
-        if claims["iss"] != self.issuer:
-            raise InvalidToken("wrong_issuer")
+        if claims["iss"] != self.issuer:  # signed by the issuer's key: safe to show
+            raise InvalidToken(
+                "wrong_issuer", f"iss is {shown(claims['iss'])}, not {self.issuer!r}"
+            )
         aud = claims["aud"]
         if type(aud) is str:
             if aud not in self.audiences:

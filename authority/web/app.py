@@ -89,7 +89,11 @@ def create_app(
                 asyncio.create_task(keys.run(), name="authority-keys"),
                 asyncio.create_task(
                     run_pruning(
-                        db, clock, settings.maintenance_interval, settings.login_failure_window
+                        db,
+                        clock,
+                        settings.maintenance_interval,
+                        settings.login_failure_window,
+                        settings.audit_retention,
                     ),
                     name="authority-pruning",
                 ),
@@ -176,6 +180,8 @@ def create_app(
             openapi_router=schema_router("/schema"),
         ),
         debug=False,
+        # Logging is the server process's to configure (authority.logs), not the app's.
+        logging_config=None,
     )
     # Around routing and its errors too, so every answer has its X-Request-ID.
     app.asgi_handler = RequestLog(app.asgi_handler)

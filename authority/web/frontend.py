@@ -31,7 +31,8 @@ def frontend_handlers() -> list[HTTPRouteHandler | Router]:
 
     @get("/login", include_in_schema=False, sync_to_thread=False)
     def login_page() -> Response[bytes]:
-        return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        # Litestar adds "; charset=utf-8" to text types itself.
+        return Response(page, media_type="text/html", headers=PAGE_HEADERS)
 
     static = create_static_files_router(
         "/static",

@@ -10,12 +10,12 @@ the query string, so no code or token reaches the log), status, duration, reques
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import secrets
 import time
-from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,23 +25,35 @@ log = logging.getLogger("authority.access")
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 MAX_USER_AGENT = 256
 MAX_UNROUTED_PATH = 100
+MAX_QUOTED = 1000
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
-    for name, value in headers:
-        if name.lower() == b"x-request-id":
+# A new id is this process's random prefix and a counter: unique across workers and
+# restarts (ids are for finding lines, not secrets), without a system call per request.
+_PREFIX = secrets.token_hex(4)
+_counter = itertools.count(int.from_bytes(secrets.token_bytes(4)))
+
+
+def new_request_id() -> str:
+    return f"{_PREFIX}{next(_counter) & 0xFFFFFFFF:08x}"
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request's id (the client's, when sane), address and user agent."""
+    request_id = user_agent = None
+    for name, value in scope.get("headers") or ():
+        name = name.lower()
+        if name == b"x-request-id" and request_id is None:
             candidate = value.decode("latin-1").strip()
-            if SANE_ID.fullmatch(candidate):
-                return candidate
-            break
-    return secrets.token_hex(8)
-
-
-def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
-    for name, value in headers:
-        if name.lower() == wanted:
-            return value.decode("latin-1")[:MAX_USER_AGENT]
-    return None
+            request_id = candidate if SANE_ID.fullmatch(candidate) else ""
+        elif name == b"user-agent" and user_agent is None:
+            user_agent = value.decode("latin-1")[:MAX_USER_AGENT]
+    client = scope.get("client")
+    return RequestInfo(
+        request_id=request_id or new_request_id(),
+        address=client[0] if client else None,
+        user_agent=user_agent,
+    )
 
 
 class RequestLog:
@@ -55,47 +67,50 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
-        request_id = request_id_of(headers)
-        client = scope.get("client")
-        info = RequestInfo(
-            request_id=request_id,
-            address=client[0] if client else None,
-            user_agent=_header(headers, b"user-agent"),
-        )
+        info = request_info(scope)
+        request_id = info.request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *[
-                        (k, v)
-                        for k, v in message.get("headers", [])
-                        if k.lower() != b"x-request-id"
-                    ],
-                    (b"x-request-id", request_id.encode("latin-1")),
-                ]
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != header[0]]
+                headers.append(header)
+                message["headers"] = headers
             await send(message)
 
         try:
             with request_scope(info):
                 await self.app(scope, receive, send_with_id)
         finally:
-            route: Any = scope.get("path_template") or _unrouted(scope.get("path", ""))
-            log.info(
-                json.dumps(
-                    {
-                        "method": scope.get("method"),
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        "request_id": request_id,
-                    },
-                    separators=(",", ":"),
-                )
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(access_line(scope, status, time.perf_counter() - started, request_id))
+
+
+def access_line(scope: Scope, status: int, seconds: float, request_id: str) -> str:
+    """One request as a JSON object, spliced rather than encoded as a whole: it is
+    written for every request. ``request_id`` is a sane id, which needs no escaping."""
+    template = scope.get("path_template")
+    route = _quoted(template) if template else json.dumps(_unrouted(scope.get("path", "")))
+    return (
+        f'{{"method":{_quoted(str(scope.get("method", "")))},"route":{route},"status":{status},'
+        f'"duration_ms":{seconds * 1000:.2f},"request_id":"{request_id}"}}'
+    )
+
+
+_QUOTED: dict[str, str] = {}
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string; the few methods and route templates, encoded once."""
+    quoted = _QUOTED.get(text)
+    if quoted is None:
+        quoted = json.dumps(text)
+        if len(_QUOTED) < MAX_QUOTED:
+            _QUOTED[text] = quoted
+    return quoted
 
 
 def _unrouted(path: str) -> str:

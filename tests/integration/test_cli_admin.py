@@ -141,7 +141,7 @@ def test_tokens_revoke_and_prune(workdir: Path) -> None:
         "username": "alice",
         "sessions_revoked": 0,
     }
-    assert cli_json(workdir, "tokens", "prune") == {"deleted": 0}
+    assert cli_json(workdir, "tokens", "prune") == {"deleted": 0, "audit_events_deleted": 0}
     missing = run_cli(workdir, "tokens", "revoke", "--user", "nobody", env=ENV)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: no user 'nobody'"

@@ -17,6 +17,7 @@ LAYERS = {
     "authority.settings": 1,
     "authority.clock": 1,
     "authority.metrics": 1,
+    "authority.logs": 1,
     "authority.storage": 1,
     "authority.accounts": 2,
     "authority.signing": 2,

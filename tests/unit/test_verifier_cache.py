@@ -14,7 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from authority.verifier import CachePolicy, InvalidToken, KeysUnavailable, Verifier, httpx_fetch
+from authority.verifier import (
+    CachePolicy,
+    InvalidToken,
+    IssuerMismatch,
+    KeysUnavailable,
+    Verifier,
+    httpx_fetch,
+)
 from authority.verifier.cache import freshness
 from tests.helpers.clock import Clock
 from tests.helpers.verifier import (
@@ -318,9 +325,51 @@ async def test_averify_with_the_authority_down_is_keys_unavailable(
 def test_metadata_naming_another_issuer_is_refused(server: JwksServer, clock: Clock) -> None:
     server.issuer = "https://evil.example"
     verifier = Verifier(server.url, AUDIENCE, clock=clock, cache=POLICY)
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(IssuerMismatch) as refused:
         verifier.verify(token(server))
-    assert server.requests == {METADATA_PATH: 1}
+    assert refused.value.reason == "wrong_issuer"
+    assert (refused.value.expected, refused.value.found) == (server.url, "https://evil.example")
+    assert server.requests == {METADATA_PATH: 1}  # its keys are never fetched
+
+
+def test_a_trailing_slash_is_wrong_issuer_naming_both_issuers_not_keys_unavailable(
+    server: JwksServer, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = Verifier(server.url + "/", AUDIENCE, clock=clock, cache=POLICY)
+    with pytest.raises(InvalidToken) as refused:
+        verifier.load_keys()
+    assert not isinstance(refused.value, KeysUnavailable)
+    assert refused.value.reason == "wrong_issuer"
+    both = (f"expects issuer '{server.url}/'", f"names '{server.url}'", "trailing slash")
+    assert all(part in str(refused.value) for part in both), str(refused.value)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors
+    assert all(part in errors[0] for part in both)
+    # Every token is refused the same way, sync and async, while the retries back off.
+    for _ in range(3):
+        with pytest.raises(IssuerMismatch):
+            verifier.verify(token(server))
+    with pytest.raises(IssuerMismatch):
+        asyncio.run(verifier.averify(token(server)))
+
+
+def test_once_the_issuers_agree_the_keys_load(server: JwksServer, clock: Clock) -> None:
+    server.issuer = server.url + "/"  # the authority was misconfigured
+    verifier = Verifier(server.url, AUDIENCE, clock=clock, cache=POLICY)
+    with pytest.raises(IssuerMismatch):
+        verifier.verify(token(server))
+    server.issuer = server.url  # fixed
+    clock.advance(POLICY.retry_max)
+    assert verifier.verify(token(server))["sub"] == "svc"
+
+
+def test_a_token_of_another_issuer_says_both_issuers(server: JwksServer, clock: Clock) -> None:
+    verifier = make(server, clock, jwks_url=server.url + JWKS_PATH)
+    other = sign(claims(iss=server.url + "/", exp=int(NOW) + 10**7), header(rsa_key(0)), rsa_key(0))
+    with pytest.raises(InvalidToken) as refused:
+        verifier.verify(other)
+    assert refused.value.reason == "wrong_issuer"
+    assert f"iss is '{server.url}/', not '{server.url}'" in str(refused.value)
 
 
 def test_an_httpx_client_can_replace_urllib(server: JwksServer, clock: Clock) -> None:
