@@ -278,9 +278,9 @@ def unknown_names(
                 continue
             upper = name.upper()
             if upper.startswith(PREFIX):
-                guess = _closest(upper, known, cutoff=0.6)
+                guess = _closest(upper.removeprefix(PREFIX), cutoff=0.6)
             elif where:
-                guess = _closest(PREFIX + upper, known, cutoff=0.9)
+                guess = _closest(upper, cutoff=0.85)
                 if guess is None:
                     continue
             else:
@@ -290,11 +290,11 @@ def unknown_names(
     return problems
 
 
-def _closest(name: str, known: tuple[str, ...], cutoff: float) -> str | None:
-    if name in known:
-        return name
-    found = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
-    return found[0] if found else None
+def _closest(name: str, cutoff: float) -> str | None:
+    """The setting whose name (without the prefix) is most like ``name``, if any is."""
+    names = [f.name.upper() for f in dataclasses.fields(Settings)]
+    found = difflib.get_close_matches(name, names, n=1, cutoff=cutoff)
+    return PREFIX + found[0] if found else None
 
 
 def database_url_problem(url: str) -> str | None:

@@ -43,6 +43,7 @@ def test_keys_list_rotate_revoke_prune_speak_json(tmp_path: Path) -> None:
 
 def test_rotate_with_a_passphrase_encrypts_and_size_is_honoured(tmp_path: Path) -> None:
     env = cli_env(AUTHORITY_KEY_PASSPHRASE="s3cret passphrase")
+    assert run_cli(tmp_path, "db", "upgrade", env=env).returncode == 0
     result = run_cli(tmp_path, "keys", "rotate", "--now", "--size", "3072", "--json", env=env)
     assert result.returncode == 0, result.stderr
     listed = json.loads(run_cli(tmp_path, "keys", "list", "--json", env=env).stdout)
