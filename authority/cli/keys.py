@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from authority.cli.common import (
@@ -113,7 +114,7 @@ def keys_list(as_json: bool) -> None:
                 r["remove_after"] or "",
                 "yes" if r["encrypted"] else "NO",
             )
-        console.print(table, width=max(console.width, 120))
+        Console(width=max(console.width, 120)).print(table)
 
     with reported(as_json):
         rows = _key_command(body)()
