@@ -44,7 +44,8 @@ def test_json_times_are_iso_8601_in_utc(env: dict[str, str]) -> None:
     current, pending = keys(env)
     assert (current["state"], pending["state"]) == ("current", "next")
     for row in (current, pending):
-        assert ISO.match(row["created_at"]) and ISO.match(row["activate_at"]), row
+        assert ISO.match(row["created_at"]), row
+        assert ISO.match(row["activate_at"]), row
         assert (row["retired_at"], row["remove_after"]) == (None, None)
         assert row["algorithm"] == "RS256"
 
