@@ -117,7 +117,7 @@ class Database:
             # Only migrations create the database: opening one that is not there would
             # leave an empty file behind and then fail anyway (not migrated).
             raise DatabaseUnavailable(
-                f"no database at {path} (run `authority setup` or `authority db upgrade`)"
+                f"no database at {path} (run `authority db upgrade`, or `authority setup`)"
             )
         # The async engine serves the key store and one-off checks on both backends,
         # and everything on PostgreSQL.
