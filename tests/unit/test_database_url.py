@@ -66,7 +66,8 @@ def test_a_command_on_a_database_not_made_yet_says_how_and_creates_no_file(
     result = CliRunner().invoke(main, ["clients", "list"], env={"AUTHORITY_ENV": "test"})
     assert result.exit_code == 1
     assert result.stderr == (
-        "error: no database at var/authority.db (run `authority db upgrade`, or `authority setup`)\n"
+        "error: no database at var/authority.db "
+        "(run `authority db upgrade`, or `authority setup`)\n"
     )
     assert not (tmp_path / "var" / "authority.db").exists()
 
