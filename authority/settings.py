@@ -7,6 +7,7 @@ command line and the result is passed to ``create_app(settings)``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import secrets
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 PREFIX = "AUTHORITY_"
 KEY_SIZES = (2048, 3072, 4096)
@@ -27,7 +30,11 @@ MIN_KEY_PASSPHRASE = 16
 
 
 class SettingsError(ValueError):
-    """A setting has a value the authority cannot use; the message is one line."""
+    """Settings the authority cannot use: one line per problem in ``problems``."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +88,12 @@ class Settings:
         object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
         if self.cookie_secure is None:
             object.__setattr__(self, "cookie_secure", self.is_production)
-        self._validate()
-        self._validate_cors()
+        problems = [*self._problems(), *self._cors_problems()]
+        url_problem = database_url_problem(self.database_url)
+        if url_problem:
+            problems.append(url_problem)
+        if problems:
+            raise SettingsError(*problems)
 
     @property
     def is_production(self) -> bool:
@@ -97,28 +108,25 @@ class Settings:
         """Seconds a retired key stays published after it stopped signing."""
         return self.access_ttl + self.jwks_max_age + self.leeway
 
-    def _validate(self) -> None:
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
         if self.cookie_samesite not in ("lax", "strict", "none"):
-            raise SettingsError(
+            problems.append(
                 "AUTHORITY_COOKIE_SAMESITE must be lax, strict or none, "
                 f"not {self.cookie_samesite!r}"
             )
         if self.cookie_samesite == "none" and not self.cookie_secure:
-            raise SettingsError("AUTHORITY_COOKIE_SAMESITE=none needs AUTHORITY_COOKIE_SECURE=true")
+            problems.append("AUTHORITY_COOKIE_SAMESITE=none needs AUTHORITY_COOKIE_SECURE=true")
         if self.env not in ("development", "production", "test"):
-            raise SettingsError(
+            problems.append(
                 f"AUTHORITY_ENV must be development, production or test, not {self.env!r}"
             )
         if self.keystore not in ("file", "database"):
-            raise SettingsError(
-                f"AUTHORITY_KEYSTORE must be file or database, not {self.keystore!r}"
-            )
+            problems.append(f"AUTHORITY_KEYSTORE must be file or database, not {self.keystore!r}")
         if self.key_size not in KEY_SIZES:
-            raise SettingsError(
-                f"AUTHORITY_KEY_SIZE must be one of {KEY_SIZES}, not {self.key_size}"
-            )
+            problems.append(f"AUTHORITY_KEY_SIZE must be one of {KEY_SIZES}, not {self.key_size}")
         if not 0 < self.port < 65536:
-            raise SettingsError(f"AUTHORITY_PORT must be between 1 and 65535, not {self.port}")
+            problems.append(f"AUTHORITY_PORT must be between 1 and 65535, not {self.port}")
         positive = (
             "workers",
             "access_ttl",
@@ -134,24 +142,25 @@ class Settings:
         )
         for name in positive:
             if getattr(self, name) <= 0:
-                raise SettingsError(f"AUTHORITY_{name.upper()} must be positive")
+                problems.append(f"AUTHORITY_{name.upper()} must be positive")
         for name in ("refresh_reuse_grace", "key_publish_delay", "jwks_max_age", "leeway"):
             if getattr(self, name) < 0:
-                raise SettingsError(f"AUTHORITY_{name.upper()} must not be negative")
+                problems.append(f"AUTHORITY_{name.upper()} must not be negative")
         if not self.issuer.startswith(("http://", "https://")):
-            raise SettingsError(f"AUTHORITY_ISSUER must be an http(s) URL, not {self.issuer!r}")
+            problems.append(f"AUTHORITY_ISSUER must be an http(s) URL, not {self.issuer!r}")
         if self.key_passphrase == "":
-            raise SettingsError("AUTHORITY_KEY_PASSPHRASE is set but empty")
+            problems.append("AUTHORITY_KEY_PASSPHRASE is set but empty")
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY:
-            raise SettingsError(
-                f"AUTHORITY_SECRET_KEY must be at least {MIN_SECRET_KEY} characters"
-            )
+            problems.append(f"AUTHORITY_SECRET_KEY must be at least {MIN_SECRET_KEY} characters")
+        return problems
 
-    def _validate_cors(self) -> None:
+    def _cors_problems(self) -> list[str]:
+        problems: list[str] = []
         for origin in self.cors_origins:
             problem = cors_origin_problem(origin, loopback_http=not self.is_production)
             if problem:
-                raise SettingsError(f"AUTHORITY_CORS_ORIGINS: {origin!r} {problem}")
+                problems.append(f"AUTHORITY_CORS_ORIGINS: {origin!r} {problem}")
+        return problems
 
     def secret_key_bytes(self) -> bytes:
         """``SECRET_KEY``, or outside production the key kept in ``secret_key_file``
@@ -184,7 +193,7 @@ class Settings:
         """Insecure settings, one line each; a production server refuses to start on any."""
         if not self.is_production:
             return []
-        problems = []
+        problems: list[str] = []
         if not self.key_passphrase:
             problems.append(
                 "AUTHORITY_KEY_PASSPHRASE is required in production "
@@ -219,22 +228,113 @@ class Settings:
         dotenv: Path | None = Path(".env"),
         **overrides: Any,
     ) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``) over an optional ``.env``."""
-        values: dict[str, str] = {}
+        """Build settings from ``environ`` (default ``os.environ``) over an optional
+        ``.env``. Every problem is found before any is reported: a name that is not a
+        setting (``unknown_names``), then each value that cannot be read."""
+        env = os.environ if environ is None else environ
+        from_file: dict[str, str | None] = {}
         if dotenv is not None and dotenv.is_file():
-            values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-        values.update(os.environ if environ is None else environ)
+            try:
+                from_file = dict(dotenv_values(dotenv))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"cannot read {dotenv}: {exc}") from None
+        problems = unknown_names(env, from_file, dotenv or Path(".env"))
+        values = {k: v for k, v in from_file.items() if v is not None} | dict(env)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = values.get(PREFIX + f.name.upper())
             if raw is None:
                 continue
-            kwargs[f.name] = _parse(f.name, raw, f.type)
+            try:
+                kwargs[f.name] = _parse(f.name, raw, f.type)
+            except SettingsError as exc:
+                problems.extend(exc.problems)
         kwargs.update(overrides)
-        return cls(**kwargs)
+        try:
+            settings = cls(**kwargs)
+        except SettingsError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise SettingsError(*problems)
+        return settings
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every variable the authority reads: ``AUTHORITY_`` and a field's name."""
+    return tuple(PREFIX + f.name.upper() for f in dataclasses.fields(Settings))
+
+
+def unknown_names(
+    environ: Mapping[str, str], dotenv: Mapping[str, str | None], dotenv_path: Path
+) -> list[str]:
+    """One line per name that looks meant for the authority but is none of its
+    settings, naming the closest real one: in the environment, any name with the prefix
+    in any case; in ``.env``, also a name without the prefix that is close to a
+    setting's (the file may hold other programs' variables too, which are left alone)."""
+    known = setting_names()
+    problems = []
+    for where, names in (("", environ), (f"{dotenv_path}: ", dotenv)):
+        for name in names:
+            if name in known:
+                continue
+            upper = name.upper()
+            if upper.startswith(PREFIX):
+                guess = _closest(upper.removeprefix(PREFIX), cutoff=0.6)
+            elif where:
+                guess = _closest(upper, cutoff=0.85)
+                if guess is None:
+                    continue
+            else:
+                continue
+            hint = f"; did you mean {guess}?" if guess else " (see README, Configuration)"
+            problems.append(f"{where}{name} is not a setting{hint}")
+    return problems
+
+
+def _closest(name: str, cutoff: float) -> str | None:
+    """The setting whose name (without the prefix) is most like ``name``, if any is."""
+    names = [f.name.upper() for f in dataclasses.fields(Settings)]
+    found = difflib.get_close_matches(name, names, n=1, cutoff=cutoff)
+    return PREFIX + found[0] if found else None
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``DATABASE_URL`` is unusable, in one line with the URL to use instead, or
+    None. The authority runs on SQLite through aiosqlite and PostgreSQL through asyncpg
+    only; the password of a URL is never repeated."""
+    var = PREFIX + "DATABASE_URL"
+    example = "sqlite+aiosqlite:///var/authority.db or postgresql+asyncpg://user@host/db"
+    if not url.strip():
+        return f"{var} is empty (use {example})"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"{var} is not a database URL (use {example})"
+    backend = parsed.drivername.partition("+")[0]
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return (
+                f"{var} {_shown(parsed)} is an in-memory database, lost with each "
+                "connection: name a file, e.g. sqlite+aiosqlite:///var/authority.db"
+            )
+        if parsed.drivername != "sqlite+aiosqlite":
+            return f"{var} {_shown(parsed)} needs the async driver: {_shown(parsed, 'aiosqlite')}"
+        return None
+    if backend in ("postgres", "postgresql"):
+        if parsed.drivername != "postgresql+asyncpg":
+            return f"{var} {_shown(parsed)} needs the async driver: {_shown(parsed, 'asyncpg')}"
+        return None
+    return f"{var}: {backend} is not supported (use {example})"
+
+
+def _shown(url: URL, driver: str | None = None) -> str:
+    if driver is not None:
+        backend = "sqlite" if driver == "aiosqlite" else "postgresql"
+        url = url.set(drivername=f"{backend}+{driver}")
+    return url.render_as_string(hide_password=True)
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")

@@ -1,6 +1,7 @@
 """A resource server protected by the authority's offline verifier.
 
-    AUTHORITY_ISSUER=http://127.0.0.1:8000 python examples/resource_server.py
+    make examples    # once: what it needs, in the project's virtualenv
+    AUTHORITY_ISSUER=http://127.0.0.1:8000 .venv/bin/python examples/resource_server.py
 
 Environment: ``AUTHORITY_ISSUER`` (required: the authority's issuer URL),
 ``AUTHORITY_AUDIENCE`` (default ``default``: the ``aud`` this API accepts),

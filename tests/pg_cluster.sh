@@ -5,7 +5,7 @@
 # Usage (developer machine or CI):
 #
 #     source tests/pg_cluster.sh
-#     pg_cluster_start            # exports AUTHORITY_TEST_POSTGRES_URL
+#     pg_cluster_start            # exports TEST_POSTGRES_URL
 #     make test
 #     pg_cluster_stop             # kills the server, deletes its files
 #
@@ -19,7 +19,7 @@
 # authority_test is created. Durability is switched off (fsync=off): the data
 # is thrown away anyway.
 #
-# If AUTHORITY_TEST_POSTGRES_URL is already set (an existing server, or a
+# If TEST_POSTGRES_URL is already set (an existing server, or a
 # cluster already started by this shell) pg_cluster_start does nothing.
 # Both functions are safe to call more than once. The server log is
 # $_PG_CLUSTER_DIR/postgres.log while the cluster runs.
@@ -133,8 +133,8 @@ EOF
 }
 
 pg_cluster_start() {
-    if [[ -n ${AUTHORITY_TEST_POSTGRES_URL:-} ]]; then
-        _pg_cluster_log "AUTHORITY_TEST_POSTGRES_URL already set, not starting postgresql"
+    if [[ -n ${TEST_POSTGRES_URL:-} ]]; then
+        _pg_cluster_log "TEST_POSTGRES_URL already set, not starting postgresql"
         return 0
     fi
 
@@ -234,14 +234,14 @@ EOF
         return 1
     fi
 
-    export AUTHORITY_TEST_POSTGRES_URL="postgresql+asyncpg://$_PG_CLUSTER_DB_USER:$_PG_CLUSTER_DB_PASSWORD@127.0.0.1:$port/$_PG_CLUSTER_DB_NAME"
-    _PG_CLUSTER_URL=$AUTHORITY_TEST_POSTGRES_URL
-    _pg_cluster_log "postgresql ready in $((SECONDS - started))s: $AUTHORITY_TEST_POSTGRES_URL"
+    export TEST_POSTGRES_URL="postgresql+asyncpg://$_PG_CLUSTER_DB_USER:$_PG_CLUSTER_DB_PASSWORD@127.0.0.1:$port/$_PG_CLUSTER_DB_NAME"
+    _PG_CLUSTER_URL=$TEST_POSTGRES_URL
+    _pg_cluster_log "postgresql ready in $((SECONDS - started))s: $TEST_POSTGRES_URL"
 }
 
 pg_cluster_stop() {
     # Nothing started by this shell (never started, already stopped, or an
-    # existing server given through AUTHORITY_TEST_POSTGRES_URL): nothing to do.
+    # existing server given through TEST_POSTGRES_URL): nothing to do.
     # The name check guards the rm -rf below against a clobbered variable.
     if [[ -z ${_PG_CLUSTER_DIR:-} || ! -d $_PG_CLUSTER_DIR || $_PG_CLUSTER_DIR != */authority-pg.* ]]; then
         _PG_CLUSTER_DIR=
@@ -259,8 +259,8 @@ pg_cluster_stop() {
     _PG_CLUSTER_RUN_BINDIR=
     _PG_CLUSTER_RUN_AS=
     # Only forget the URL if it points at the cluster we started.
-    if [[ -n ${_PG_CLUSTER_URL:-} && ${AUTHORITY_TEST_POSTGRES_URL:-} == "$_PG_CLUSTER_URL" ]]; then
-        unset AUTHORITY_TEST_POSTGRES_URL
+    if [[ -n ${_PG_CLUSTER_URL:-} && ${TEST_POSTGRES_URL:-} == "$_PG_CLUSTER_URL" ]]; then
+        unset TEST_POSTGRES_URL
     fi
     _PG_CLUSTER_URL=
     return 0

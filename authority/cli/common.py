@@ -17,6 +17,7 @@ from authority.accounts.users import UserRecord, find_user
 from authority.settings import Settings, SettingsError
 from authority.signing.database_store import DatabaseKeyStore
 from authority.signing.file_store import FileKeyStore
+from authority.signing.key_events import KeyAudit, audit_trail
 from authority.signing.records import KeyStore, KeyStoreError
 from authority.storage.database import Database, DatabaseUnavailable
 from authority.storage.migrate import check_database
@@ -40,9 +41,9 @@ def reported(as_json: bool) -> Iterator[None]:
     """Turn the failures an operator can fix into one line each and exit status 1."""
     try:
         yield
-    except CommandError as exc:
+    except (CommandError, SettingsError) as exc:
         fail(exc.problems, as_json)
-    except (SettingsError, KeyStoreError, DatabaseUnavailable) as exc:
+    except (KeyStoreError, DatabaseUnavailable) as exc:
         fail([str(exc)], as_json)
 
 
@@ -102,8 +103,9 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
 
 @contextlib.asynccontextmanager
 async def open_keystore(
-    settings: Settings, create_directory: bool = False
+    settings: Settings, create_directory: bool = False, db: Database | None = None
 ) -> AsyncIterator[KeyStore]:
+    """The configured key store; with ``KEYSTORE=database`` in ``db`` when given."""
     if settings.keystore == "file":
         if create_directory:
             try:
@@ -113,15 +115,31 @@ async def open_keystore(
                     f"cannot create keys directory {settings.keys_dir}: {exc.strerror}"
                 ) from None
         yield FileKeyStore(settings.keys_dir)
-        return
-    async with open_database(settings) as db:
+    elif db is not None:
         yield DatabaseKeyStore(db.engine)
+    else:
+        async with open_database(settings) as opened:
+            yield DatabaseKeyStore(opened.engine)
+
+
+@contextlib.asynccontextmanager
+async def open_key_steps(
+    settings: Settings, create_directory: bool = False
+) -> AsyncIterator[tuple[KeyStore, KeyAudit]]:
+    """The key store for a step that changes it, and the audit trail its events go
+    to: the database must be there before anything changes."""
+    async with (
+        open_database(settings) as db,
+        open_keystore(settings, create_directory, db) as store,
+    ):
+        yield store, audit_trail(db)
 
 
 def when(timestamp: float | None) -> str:
+    """A time as ISO 8601 in UTC, ``2026-11-30T15:04:05Z``; empty for none."""
     if timestamp is None:
         return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def with_database(body: Callable[[Settings, Database], Coroutine[Any, Any, T]]) -> Callable[[], T]:

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from authority.cli.common import (
     CommandError,
     arun,
     console,
+    fail,
     json_option,
     load_settings,
+    open_key_steps,
     open_keystore,
+    reported,
     run_command,
     when,
 )
 from authority.clock import system_clock
 from authority.settings import MIN_KEY_PASSPHRASE, Settings
 from authority.signing.encryption import EncryptStep, encrypt_keys
+from authority.signing.key_events import KeyAudit
+from authority.signing.keys import prove_passphrase
 from authority.signing.manager import prune, revoke, rotate, statuses
-from authority.signing.records import KeyStore
+from authority.signing.records import KeyRecord, KeyStore, KeyStoreError
 
 T = TypeVar("T")
 
@@ -34,14 +42,34 @@ def keys() -> None:
 
 
 def _key_command(
-    body: Callable[[Settings, KeyStore], Coroutine[Any, Any, T]], create_directory: bool = False
+    body: Callable[[Settings, KeyStore], Coroutine[Any, Any, T]],
 ) -> Callable[[], T]:
+    """A command that reads the key store."""
+
     def work() -> T:
         settings = load_settings()
 
         async def go() -> T:
-            async with open_keystore(settings, create_directory) as store:
+            async with open_keystore(settings) as store:
                 return await body(settings, store)
+
+        return arun(go())
+
+    return work
+
+
+def _key_step(
+    body: Callable[[Settings, KeyStore, KeyAudit], Coroutine[Any, Any, T]],
+    create_directory: bool = False,
+) -> Callable[[], T]:
+    """A command that changes the key store, with the audit trail of its steps."""
+
+    def work() -> T:
+        settings = load_settings()
+
+        async def go() -> T:
+            async with open_key_steps(settings, create_directory) as (store, trail):
+                return await body(settings, store, trail)
 
         return arun(go())
 
@@ -51,41 +79,72 @@ def _key_command(
 @keys.command("list")
 @json_option
 def keys_list(as_json: bool) -> None:
-    """Show every key with its state."""
+    """Show every key with its state (times in UTC, ISO 8601)."""
+    unopened: list[str] = []
 
     async def body(settings: Settings, store: KeyStore) -> list[dict[str, Any]]:
+        records = await store.load()
+        unopened.extend(await _unopened(records, settings.key_passphrase))
         return [
             {
                 "kid": s.record.kid,
                 "state": s.state,
+                "algorithm": s.record.algorithm.name,
                 "size": s.record.size,
-                "created_at": s.record.created_at,
-                "activate_at": s.record.activate_at,
-                "retired_at": s.retired_at,
-                "remove_after": s.remove_after,
+                "created_at": when(s.record.created_at),
+                "activate_at": when(s.record.activate_at),
+                "retired_at": when(s.retired_at) or None,
+                "remove_after": when(s.remove_after) or None,
                 "encrypted": s.record.encrypted,
             }
-            for s in statuses(await store.load(), settings, system_clock())
+            for s in statuses(records, settings, system_clock())
         ]
 
     def show(rows: list[dict[str, Any]]) -> None:
-        table = Table(
-            "kid", "state", "size", "created", "signs from", "retired", "removed after", "encrypted"
-        )
+        # Whole kids, whatever the terminal's width: `keys revoke KID` needs them.
+        table = Table(box=None, pad_edge=False)
+        for name in ("kid", "state", "size", "signs from", "removed after", "encrypted"):
+            table.add_column(name, no_wrap=True)
         for r in rows:
             table.add_row(
                 r["kid"],
                 r["state"],
                 str(r["size"]),
-                when(r["created_at"]),
-                when(r["activate_at"]),
-                when(r["retired_at"]),
-                when(r["remove_after"]),
+                r["activate_at"],
+                r["remove_after"] or "",
                 "yes" if r["encrypted"] else "NO",
             )
-        console.print(table)
+        Console(width=max(console.width, 120)).print(table)
 
-    run_command(as_json, _key_command(body), show)
+    with reported(as_json):
+        rows = _key_command(body)()
+    if not as_json:
+        show(rows)
+    if unopened:
+        more = f" and {len(unopened) - 1} more" if len(unopened) > 1 else ""
+        fail(
+            [
+                f"AUTHORITY_KEY_PASSPHRASE does not open the stored key {unopened[0]}{more}: "
+                "the server would not start and key changes are refused"
+            ],
+            as_json,
+        )
+    if as_json:
+        click.echo(json.dumps(rows))
+
+
+async def _unopened(records: list[KeyRecord], passphrase: str | None) -> list[str]:
+    """The kids of encrypted keys that ``passphrase`` does not open (none checked
+    without one: listing needs no passphrase)."""
+    if not passphrase:
+        return []
+    found = []
+    for record in records:
+        try:
+            await asyncio.to_thread(prove_passphrase, [record], passphrase, set())
+        except KeyStoreError:
+            found.append(record.kid)
+    return found
 
 
 @keys.command("rotate")
@@ -101,8 +160,9 @@ def keys_list(as_json: bool) -> None:
 def keys_rotate(now_: bool, size: str | None, as_json: bool) -> None:
     """Publish a new key; it signs after KEY_PUBLISH_DELAY (or at once with --now)."""
 
-    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
-        result = await rotate(store, settings, now_=now_, size=int(size) if size else None)
+    async def body(settings: Settings, store: KeyStore, trail: KeyAudit) -> dict[str, Any]:
+        chosen = int(size) if size else None
+        result = await rotate(store, settings, now_=now_, size=chosen, trail=trail)
         return {"outcome": result.outcome, "kid": result.kid, "activate_at": result.activate_at}
 
     def show(r: dict[str, Any]) -> None:
@@ -115,7 +175,7 @@ def keys_rotate(now_: bool, size: str | None, as_json: bool) -> None:
             f"{messages[r['outcome']]} [bold]{r['kid']}[/], signs from {when(r['activate_at'])}"
         )
 
-    run_command(as_json, _key_command(body, create_directory=True), show)
+    run_command(as_json, _key_step(body, create_directory=True), show)
 
 
 @keys.command("revoke")
@@ -124,8 +184,8 @@ def keys_rotate(now_: bool, size: str | None, as_json: bool) -> None:
 def keys_revoke(kid: str, as_json: bool) -> None:
     """Remove a key from the JWKS now (compromise); tokens it signed stop verifying."""
 
-    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
-        replacement = await revoke(store, settings, kid)
+    async def body(settings: Settings, store: KeyStore, trail: KeyAudit) -> dict[str, Any]:
+        replacement = await revoke(store, settings, kid, trail=trail)
         return {"revoked": kid, "replacement": replacement.kid if replacement else None}
 
     def show(r: dict[str, Any]) -> None:
@@ -133,7 +193,7 @@ def keys_revoke(kid: str, as_json: bool) -> None:
         if r["replacement"]:
             console.print(f"[bold]{r['replacement']}[/] signs from now on")
 
-    run_command(as_json, _key_command(body), show)
+    run_command(as_json, _key_step(body), show)
 
 
 @keys.command("prune")
@@ -141,11 +201,11 @@ def keys_revoke(kid: str, as_json: bool) -> None:
 def keys_prune(as_json: bool) -> None:
     """Delete retired keys whose tokens have all expired."""
 
-    async def body(settings: Settings, store: KeyStore) -> dict[str, Any]:
-        return {"pruned": await prune(store, settings)}
+    async def body(settings: Settings, store: KeyStore, trail: KeyAudit) -> dict[str, Any]:
+        return {"pruned": await prune(store, settings, trail=trail)}
 
     run_command(
-        as_json, _key_command(body), lambda r: console.print(f"pruned {len(r['pruned'])} key(s)")
+        as_json, _key_step(body), lambda r: console.print(f"pruned {len(r['pruned'])} key(s)")
     )
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority.cli.common import (
@@ -23,10 +27,12 @@ from authority.cli.common import (
 )
 from authority.logs import log_config
 from authority.settings import Settings
+from authority.signing.key_events import audit_trail
 from authority.signing.manager import KeyManager, ensure_key
 from authority.signing.stores import make_keystore
 from authority.storage.database import DatabaseUnavailable, describe_db_error
 from authority.storage.migrate import head_revision, upgrade
+from authority.storage.tables import User
 
 # How ``authority serve`` runs uvicorn; the benchmarks serve their baselines the same way.
 UVICORN_OPTIONS: dict[str, Any] = {
@@ -109,25 +115,74 @@ def setup(as_json: bool) -> None:
 
     def work() -> dict[str, Any]:
         settings = load_settings()
-        upgrade(settings.database_url)
+        migrate(settings.database_url)
 
-        async def key() -> str | None:
-            async with open_keystore(settings, create_directory=True) as store:
-                created = await ensure_key(store, settings)
-                return created.kid if created else None
+        async def prepare() -> tuple[str | None, int]:
+            async with (
+                open_database(settings) as db,
+                open_keystore(settings, create_directory=True, db=db) as store,
+            ):
+                created = await ensure_key(store, settings, trail=audit_trail(db))
+                return (created.kid if created else None), await db.read(_count_users)
 
-        return {"issuer": settings.issuer, "database": "migrated", "created_key": arun(key())}
+        created_key, users = arun(prepare())
+        return {
+            "issuer": settings.issuer,
+            "database": "migrated",
+            "created_key": created_key,
+            "users": users,
+            "command": invoked_as(),
+        }
 
     def show(result: dict[str, Any]) -> None:
         if result["created_key"]:
             console.print(f"created the first signing key [bold]{result['created_key']}[/]")
         console.print(f"issuer: [bold]{result['issuer']}[/]")
-        console.print(
-            "create the first user with: "
-            "[bold]authority users create NAME --email E --password-stdin[/]"
-        )
+        command = result["command"]
+        if command != "authority":
+            console.print(f"the authority command is [bold]{command}[/]", highlight=False)
+        if not result["users"]:
+            console.print(
+                "create the first user with: "
+                f"[bold]{command} users create NAME --email E --password-stdin[/]",
+                highlight=False,
+            )
 
     run_command(as_json, work, show)
+
+
+def invoked_as() -> str:
+    """How to type this command again from here: ``authority`` when that is what runs,
+    else its path (``.venv/bin/authority`` after ``make run``) or ``python -m``."""
+    script = Path(sys.argv[0])
+    if script.name == "__main__.py":
+        return f"{_from_here(Path(sys.executable))} -m authority"
+    if script.name != "authority":  # called in-process (tests)
+        return "authority"
+    on_path = shutil.which("authority")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "authority"
+    return _from_here(script)
+
+
+def _from_here(path: Path) -> str:
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def _count_users(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(User)).scalar_one()
+
+
+def migrate(url: str) -> None:
+    """Apply the migrations, or one line saying why the database cannot be reached."""
+    try:
+        upgrade(url)
+    except (OSError, OperationalError, DBAPIError) as exc:
+        raise DatabaseUnavailable(describe_db_error(exc)) from None
 
 
 # --- db ------------------------------------------------------------------------------
@@ -144,11 +199,7 @@ def db_upgrade(as_json: bool) -> None:
     """Apply the packaged migrations (safe to repeat)."""
 
     def work() -> dict[str, Any]:
-        settings = load_settings()
-        try:
-            upgrade(settings.database_url)
-        except (OSError, OperationalError, DBAPIError) as exc:
-            raise DatabaseUnavailable(describe_db_error(exc)) from None
+        migrate(load_settings().database_url)
         return {"revision": head_revision()}
 
     run_command(as_json, work, lambda r: console.print(f"database at revision {r['revision']}"))

@@ -36,7 +36,11 @@ async def encrypt_keys(
     progress: Callable[[EncryptStep], None] | None = None,
 ) -> list[EncryptStep]:
     """Bring every key of ``store`` under ``passphrase``, one key per locked step.
-    A key added meanwhile (a rotation) is taken too; one removed meanwhile is skipped."""
+    A key added meanwhile (a rotation) is taken too; one removed meanwhile is skipped.
+    Before the first step, every key must open with ``passphrase`` or an old one:
+    otherwise the keys reached first would end under a passphrase the others are not."""
+    for record in await store.load():
+        await asyncio.to_thread(_open_any, record, passphrase, old_passphrases)
     done: list[EncryptStep] = []
     seen: set[str] = set()
     while True:
@@ -82,6 +86,15 @@ def reencrypt(
     pem = private_pem(key, passphrase)
     decrypt(dataclasses.replace(record, private_pem=pem), passphrase)  # it opens again
     return outcome, pem
+
+
+def _open_any(record: KeyRecord, passphrase: str, old_passphrases: Sequence[str]) -> Any:
+    if not record.encrypted:
+        return decrypt(record, None)
+    try:
+        return decrypt(record, passphrase)
+    except KeyStoreError:
+        return _open_with_old(record, old_passphrases)
 
 
 def _open_with_old(record: KeyRecord, old_passphrases: Sequence[str]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -71,6 +71,40 @@ def decrypt(record: KeyRecord, passphrase: str | None) -> Any:
     if thumbprint(algorithm.public_jwk(key.public_key())) != record.kid:
         raise KeyStoreError(f"key {record.kid} is corrupted: its thumbprint does not match its kid")
     return key
+
+
+def prove_passphrase(
+    records: Iterable[KeyRecord], passphrase: str | None, proven: set[tuple[str, bytes]]
+) -> None:
+    """Raise ``KeyStoreError`` unless ``passphrase`` opens every stored private key.
+    Every step that writes to the store proves it first: a key written under another
+    passphrase than the others' would leave a store that no passphrase loads whole.
+    ``proven`` holds the (kid, PEM) pairs already opened, and gains those opened now."""
+    for record in records:
+        if (record.kid, record.private_pem) in proven:
+            continue
+        try:
+            decrypt(record, passphrase)
+        except KeyStoreError as exc:
+            if record.encrypted and passphrase:
+                raise KeyStoreError(
+                    f"AUTHORITY_KEY_PASSPHRASE does not open the stored key {record.kid}: "
+                    "nothing was changed (give the passphrase the keys are encrypted with)"
+                ) from None
+            raise KeyStoreError(f"{exc}: nothing was changed") from None
+        proven.add((record.kid, record.private_pem))
+
+
+def refuse_plain_keys(records: list[KeyRecord], where: str) -> None:
+    """Production keeps every private key encrypted at rest (README, "Signing keys"):
+    a key made without ``KEY_PASSPHRASE`` (in development, say) is refused, not used."""
+    plain = sorted(r.kid for r in records if not r.encrypted)
+    if plain:
+        more = f" and {len(plain) - 1} more" if len(plain) > 1 else ""
+        raise KeyStoreError(
+            f"key {plain[0]}{more} in {where} is not encrypted, which production refuses "
+            "(run `authority keys encrypt` with AUTHORITY_KEY_PASSPHRASE set)"
+        )
 
 
 class KeyRing:

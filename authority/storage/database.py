@@ -112,6 +112,13 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.sqlite = is_sqlite(url)
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            # Only migrations create the database: opening one that is not there would
+            # leave an empty file behind and then fail anyway (not migrated).
+            raise DatabaseUnavailable(
+                f"no database at {path} (run `authority db upgrade`, or `authority setup`)"
+            )
         # The async engine serves the key store and one-off checks on both backends,
         # and everything on PostgreSQL.
         self.engine = create_engine(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -13,7 +14,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authority.storage.database import Database, DatabaseUnavailable, describe_db_error
+from authority.storage.database import (
+    Database,
+    DatabaseUnavailable,
+    describe_db_error,
+    sqlite_path,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -26,8 +32,18 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` to ``revision``; safe to run again."""
-    command.upgrade(alembic_config(url), revision)
+    """Migrate the database at ``url`` to ``revision``; safe to run again. A SQLite
+    file this call created is removed again when the migration fails."""
+    path = sqlite_path(url)
+    created = path is not None and not path.exists()
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except BaseException:
+        if created and path is not None:
+            for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
+                with contextlib.suppress(OSError):
+                    file.unlink()
+        raise
 
 
 def head_revision() -> str | None:

@@ -23,6 +23,7 @@ from authority.clock import Clock, system_clock
 from authority.sessions.pruning import run_pruning
 from authority.sessions.service import Authority
 from authority.settings import Settings
+from authority.signing.key_events import audit_trail
 from authority.signing.manager import KeyManager
 from authority.signing.records import KeyStoreError
 from authority.signing.signer import AccessTokenSigner, ClaimsHook
@@ -68,7 +69,7 @@ def create_app(
     if problems:
         raise RuntimeError("; ".join(problems))
     db = Database(settings.database_url)
-    keys = KeyManager(make_keystore(settings, db), settings, clock)
+    keys = KeyManager(make_keystore(settings, db), settings, clock, audit_trail(db, clock))
     auth = Authority(
         settings=settings,
         db=db,
@@ -131,14 +132,23 @@ def create_app(
         except DatabaseUnavailable as exc:
             log.warning("not ready: database: %s", exc)
             checks["database"] = "unavailable"
+        signing = None
         try:
-            checks["signing_key"] = f"ok ({keys.signing_key().kid})"
+            signing = keys.signing_key().kid
+            checks["signing_key"] = f"ok ({signing})"
         except KeyStoreError as exc:
             log.warning("not ready: signing key: %s", exc)
+        # The current key vanished (deleted, not revoked) and an older, still published
+        # key signs: tokens verify, and every replica shares the store, so turning them
+        # all away would be an outage. Degraded, still ready, until a newer key signs.
+        missing = keys.missing_current
+        if missing is not None and signing is not None:
+            log.warning("degraded: signing key %s is missing, %s signs", missing.kid, signing)
+            checks["signing_key"] = f"degraded ({signing})"
         # A broken store with a loaded key keeps signing: degraded, still ready.
         if keys.problem:
             checks["keystore"] = "degraded"
-        is_ready = checks["database"] == "ok" and checks["signing_key"].startswith("ok")
+        is_ready = checks["database"] == "ok" and checks["signing_key"] != "unavailable"
         return Response(
             {"status": "ready" if is_ready else "unavailable", "checks": checks},
             status_code=200 if is_ready else 503,

@@ -2,7 +2,7 @@
 ``/session`` and ``/api/...``, a proxy that adds the session's access token.
 
     cd examples && BFF_AUTHORITY_URL=http://127.0.0.1:8000 \\
-        BFF_API_URL=http://127.0.0.1:8001 BFF_COOKIE_SECURE=false python -m bff
+        BFF_API_URL=http://127.0.0.1:8001 BFF_COOKIE_SECURE=false ../.venv/bin/python -m bff
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ CHROMIUM_ARGS = [
 def need_chromium() -> str:
     if Path(CHROMIUM).exists():
         return CHROMIUM
-    if os.environ.get("AUTHORITY_TEST_REQUIRE_BROWSER") == "1":
-        pytest.fail("AUTHORITY_TEST_REQUIRE_BROWSER=1 but chromium is not installed")
+    if os.environ.get("TEST_REQUIRE_BROWSER") == "1":
+        pytest.fail("TEST_REQUIRE_BROWSER=1 but chromium is not installed")
     pytest.skip("chromium not installed (apt-get install chromium)")
 
 

@@ -1,8 +1,8 @@
 """PostgreSQL for the tests: the shared server of ``tests/pg_cluster.sh``, new databases
 on it, and a cluster of a test's own to stop and start.
 
-PostgreSQL tests use ``AUTHORITY_TEST_POSTGRES_URL`` (``tests/pg_cluster.sh`` starts a
-throwaway server). Without it they skip, unless ``AUTHORITY_TEST_REQUIRE_POSTGRES=1``
+PostgreSQL tests use ``TEST_POSTGRES_URL`` (``tests/pg_cluster.sh`` starts a
+throwaway server). Without it they skip, unless ``TEST_REQUIRE_POSTGRES=1``
 (set by ``.ci/run``), which turns the skip into a failure.
 """
 
@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 
 from tests.helpers.processes import ROOT, cli_env
 
-POSTGRES_URL = os.environ.get("AUTHORITY_TEST_POSTGRES_URL", "")
-REQUIRE_POSTGRES = os.environ.get("AUTHORITY_TEST_REQUIRE_POSTGRES") == "1"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("TEST_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -32,7 +32,7 @@ def need_postgres() -> str:
     if POSTGRES_URL:
         return POSTGRES_URL
     if REQUIRE_POSTGRES:
-        pytest.fail("AUTHORITY_TEST_REQUIRE_POSTGRES=1 but AUTHORITY_TEST_POSTGRES_URL is unset")
+        pytest.fail("TEST_REQUIRE_POSTGRES=1 but TEST_POSTGRES_URL is unset")
     pytest.skip("PostgreSQL not configured (source tests/pg_cluster.sh; pg_cluster_start)")
 
 
@@ -83,7 +83,7 @@ STATE = ("_PG_CLUSTER_DIR", "_PG_CLUSTER_RUN_BINDIR", "_PG_CLUSTER_RUN_AS", "_PG
 
 def _bash(script: str, timeout: float = 60) -> str:
     env = {k: v for k, v in cli_env().items() if not k.startswith(("PG_CLUSTER_", "_PG_"))}
-    env.pop("AUTHORITY_TEST_POSTGRES_URL", None)
+    env.pop("TEST_POSTGRES_URL", None)
     result = subprocess.run(
         ["bash", "-c", f"source {shlex.quote(str(SCRIPT))}\n{script}"],
         env=env,

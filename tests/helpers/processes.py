@@ -28,7 +28,7 @@ def free_port() -> int:
 def cli_env(**env: str) -> dict[str, str]:
     """The environment for an ``authority`` subprocess: nothing inherited but PATH-like
     basics, so a developer's ``AUTHORITY_*`` variables cannot leak into a test."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTHORITY_")}
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("AUTHORITY_")}
     base.update({"AUTHORITY_ENV": "test", "PYTHONUNBUFFERED": "1"})
     base.update(env)
     return base

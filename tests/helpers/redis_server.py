@@ -2,7 +2,7 @@
 persistence, so that a restart loses everything as a crashed cache would.
 
 Tests that need it skip when the binary is missing, unless
-``AUTHORITY_TEST_REQUIRE_REDIS=1`` (set by ``.ci/run``), which makes them fail.
+``TEST_REQUIRE_REDIS=1`` (set by ``.ci/run``), which makes them fail.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import redis
 
 from tests.helpers.processes import free_port, stop_process
 
-REQUIRE_REDIS = os.environ.get("AUTHORITY_TEST_REQUIRE_REDIS") == "1"
+REQUIRE_REDIS = os.environ.get("TEST_REQUIRE_REDIS") == "1"
 
 
 def need_redis() -> str:
@@ -28,7 +28,7 @@ def need_redis() -> str:
     if binary:
         return binary
     if REQUIRE_REDIS:
-        pytest.fail("AUTHORITY_TEST_REQUIRE_REDIS=1 but redis-server is not installed")
+        pytest.fail("TEST_REQUIRE_REDIS=1 but redis-server is not installed")
     pytest.skip("redis-server not installed (apt-get install redis-server)")
 
 

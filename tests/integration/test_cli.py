@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.helpers.processes import cli_env, run_cli
@@ -27,6 +29,40 @@ def test_setup_without_json_prints_the_issuer_and_a_hint(tmp_path: Path) -> None
     assert "authority users create" in result.stdout
 
 
+def test_setup_names_the_command_as_it_can_be_typed_and_the_first_user_hint_goes(
+    tmp_path: Path,
+) -> None:
+    """After `make run` the command is `.venv/bin/authority`, not on PATH: `setup` says
+    so, and its hint works as printed. Once a user exists, the hint is not repeated."""
+    script = Path(sys.executable).with_name("authority")
+    elsewhere = cli_env(PATH="/usr/bin:/bin")
+    result = subprocess.run(
+        [str(script), "setup"], cwd=tmp_path, env=elsewhere, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"the authority command is {script}" in result.stdout
+    assert f"create the first user with: {script} users create NAME" in result.stdout
+    hint = result.stdout.split("create the first user with: ")[1].split()
+    created = subprocess.run(
+        [*hint[:3], "alice", "--email", "alice@example.com", "--password-stdin"],
+        cwd=tmp_path,
+        env=elsewhere,
+        input="an unusual and long passphrase\n",
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    on_path = cli_env(PATH=f"{script.parent}:/usr/bin:/bin")
+    again = subprocess.run(
+        ["authority", "setup"], cwd=tmp_path, env=on_path, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert "issuer: http://127.0.0.1:8000" in again.stdout
+    assert "the authority command is" not in again.stdout
+    assert "create the first user" not in again.stdout
+    assert json.loads(run_cli(tmp_path, "setup", "--json").stdout)["users"] == 1
+
+
 def test_keys_list_rotate_revoke_prune_speak_json(tmp_path: Path) -> None:
     assert run_cli(tmp_path, "setup").returncode == 0
     rotated = json.loads(run_cli(tmp_path, "keys", "rotate", "--json").stdout)
@@ -43,6 +79,7 @@ def test_keys_list_rotate_revoke_prune_speak_json(tmp_path: Path) -> None:
 
 def test_rotate_with_a_passphrase_encrypts_and_size_is_honoured(tmp_path: Path) -> None:
     env = cli_env(AUTHORITY_KEY_PASSPHRASE="s3cret passphrase")
+    assert run_cli(tmp_path, "db", "upgrade", env=env).returncode == 0
     result = run_cli(tmp_path, "keys", "rotate", "--now", "--size", "3072", "--json", env=env)
     assert result.returncode == 0, result.stderr
     listed = json.loads(run_cli(tmp_path, "keys", "list", "--json", env=env).stdout)

@@ -374,15 +374,13 @@ def test_two_replicas_perform_each_rotation_and_pruning_exactly_once(
             assert end < removable + late, f"{kid} was not pruned in time"
     assert pruned >= 1
 
-    # The replicas' own accounts: no key published or pruned twice.
-    for verb in ("published", "pruned"):
-        lines = [
-            line
-            for server in replicas
-            for line in server.log.read_text().splitlines()
-            if verb in line
-        ]
+    # The replicas' own accounts, in their log and in their audit events' lines: no key
+    # published or pruned twice.
+    logged = [line for server in replicas for line in server.log.read_text().splitlines()]
+    for says in ("published", "pruned", '"type":"key.created"', '"type":"key.pruned"'):
+        lines = [line for line in logged if says in line and ('"audit"' in line) == ('"' in says)]
         counts = Counter(kid for line in lines for kid in KID.findall(line))
+        assert counts, says
         assert all(n == 1 for n in counts.values()), counts
 
     # And both still serve, and serve the same keys.
