@@ -19,6 +19,7 @@ import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from authority import logs
 from authority.storage.audit import RequestInfo, request_scope
 
 log = logging.getLogger("authority.access")
@@ -86,7 +87,7 @@ class RequestLog:
                 await self.app(scope, receive, send_with_id)
         finally:
             if log.isEnabledFor(logging.INFO):
-                log.info(access_line(scope, status, time.perf_counter() - started, request_id))
+                logs.access(access_line(scope, status, time.perf_counter() - started, request_id))
 
 
 def access_line(scope: Scope, status: int, seconds: float, request_id: str) -> str:

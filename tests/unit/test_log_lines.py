@@ -101,3 +101,26 @@ def test_when_stderr_cannot_keep_up_lines_are_dropped_and_counted(
     assert [line.get("n") for line in lines[:3]] == [0, 1, 2]
     assert lines[3]["level"] == "WARNING"
     assert lines[3]["message"].startswith("2 access-log lines were dropped")
+
+
+def test_in_a_server_process_access_lines_skip_the_logging_module() -> None:
+    """``log_config``'s handler takes ``logs.access`` lines straight into its queue;
+    they come out exactly as an ``authority.access`` record would."""
+    assert logs._sink is None  # outside a server: an ordinary record (test_request_ids)
+    handler = logs.server_handler()
+    try:
+        out = io.StringIO()
+        handler.stream = out
+        handler.setFormatter(JsonLines())
+        root = logging.getLogger()
+        assert handler not in root.handlers  # nothing but the queue can have written it
+        logs.access('{"method":"POST","route":"/oauth/token","status":200}')
+        handler.handle(record("authority.keys", "after it", logging.WARNING))
+        first, second = (json.loads(line) for line in out.getvalue().splitlines())
+        assert first["logger"] == "authority.access"
+        assert first["level"] == "INFO"
+        assert first["route"] == "/oauth/token"
+        assert first["time"].endswith("Z")
+        assert second["message"] == "after it"
+    finally:
+        logs._sink = None
