@@ -28,3 +28,16 @@ TOKEN_SECONDS = Histogram(
     "Time to answer POST /oauth/token, by status",
     ["status"],
 )
+STATUS_LIST_BYTES = Gauge(
+    "authority_status_list_bytes",
+    "Size of the signed status list token served at the status list URI",
+    multiprocess_mode="max",
+)
+STATUS_LIST_REVOKED = Gauge(
+    "authority_status_list_bits_set",
+    "Indexes set (revoked) in the status list",
+    multiprocess_mode="max",
+)
+STATUS_LIST_REBUILDS = Counter(
+    "authority_status_list_rebuilds", "Times the status list was rebuilt from the database"
+)

@@ -37,6 +37,10 @@ class SettingsError(ValueError):
         self.problems = list(problems)
 
 
+# Status list indexes are leased to a replica in blocks of this many (authority.status).
+STATUS_BLOCK_SIZE = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -81,6 +85,10 @@ class Settings:
     # How long audit events are kept (s), and whether each request is an access-log line.
     audit_retention: int = 7776000
     access_log: bool = True
+    # Token status list (README, "Revocation that reaches resource servers"): how long
+    # verifiers may cache the list (s), and how many tokens it holds (a ring).
+    status_list_ttl: int = 60
+    status_list_size: int = 2097152
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -136,6 +144,8 @@ class Settings:
             "keystore_poll_interval",
             "maintenance_interval",
             "audit_retention",
+            "status_list_ttl",
+            "status_list_size",
             "login_max_failures_account",
             "login_max_failures_address",
             "login_failure_window",
@@ -146,6 +156,11 @@ class Settings:
         for name in ("refresh_reuse_grace", "key_publish_delay", "jwks_max_age", "leeway"):
             if getattr(self, name) < 0:
                 problems.append(f"AUTHORITY_{name.upper()} must not be negative")
+        if self.status_list_size % STATUS_BLOCK_SIZE:
+            problems.append(
+                f"AUTHORITY_STATUS_LIST_SIZE must be a multiple of {STATUS_BLOCK_SIZE}, "
+                f"not {self.status_list_size}"
+            )
         if not self.issuer.startswith(("http://", "https://")):
             problems.append(f"AUTHORITY_ISSUER must be an http(s) URL, not {self.issuer!r}")
         if self.key_passphrase == "":

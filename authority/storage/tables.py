@@ -122,6 +122,9 @@ class RefreshToken(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)  # for pruning
     consumed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The status list index of the access token issued with this refresh token
+    # (``authority.status``): a family's revocation sets the bits of its tokens.
+    status_idx: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RevokedAccessToken(Base):
@@ -159,3 +162,34 @@ class AuditEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+
+
+class StatusBlock(Base):
+    """A block of status list indexes (``authority.status.store``): leased by one
+    replica at ``leased_at``, free again at ``reusable_at``, when every token issued
+    from it has expired."""
+
+    __tablename__ = "status_blocks"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    leased_at: Mapped[float] = mapped_column(Float)
+    reusable_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class StatusRevoked(Base):
+    """A set bit of the status list: the token holding ``idx`` under its block's current
+    lease is revoked. Cleared when the block is leased again."""
+
+    __tablename__ = "status_revoked"
+
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revoked_at: Mapped[float] = mapped_column(Float)
+
+
+class StatusState(Base):
+    """One row: its version grows with every change of the list; replicas poll it."""
+
+    __tablename__ = "status_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,136 @@
+"""The status list's truth, in the shared database (README, "Revocation that reaches
+resource servers").
+
+Indexes are leased in blocks of ``STATUS_BLOCK_SIZE`` (``status_blocks``): a replica
+issues from one block for at most ``BLOCK_USE`` seconds, so no token of a block lives
+past ``leased_at + BLOCK_USE + ACCESS_TTL + LEEWAY``, and only then (``reusable_at``)
+can the block be leased again, its set bits cleared. The list is a ring of
+``STATUS_LIST_SIZE / STATUS_BLOCK_SIZE`` blocks; when none is free, no token is issued
+(``StatusListFull``): a token nobody could revoke is worse than a 503.
+
+A set bit is a row of ``status_revoked``, added in the transaction of the revocation
+that sets it, and ``status_state.version`` grows with it: each replica polls that
+version and rebuilds its list when it changed. A family's tokens are found through
+``refresh_tokens.status_idx`` (written with the refresh token, no statement more), and
+only while their block's lease is the one they were issued under.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Float, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.expression import ColumnElement
+
+from authority.settings import STATUS_BLOCK_SIZE
+from authority.storage.tables import (
+    RefreshFamily,
+    RefreshToken,
+    StatusBlock,
+    StatusRevoked,
+    StatusState,
+)
+
+# The longest a replica issues from one block: bounds how long a block stays busy.
+BLOCK_USE = 60.0
+
+
+class StatusListFull(Exception):
+    """Every block of the status list may still hold a live token: none can be leased."""
+
+
+def block_hold(access_ttl: int, leeway: int) -> float:
+    """Seconds from a block's lease until no token issued from it can verify."""
+    return BLOCK_USE + access_ttl + leeway
+
+
+def lease_block(conn: Connection, now: float, size: int, hold: float) -> int:
+    """Lease a free block of the ring of ``size`` indexes; its first index. Its old bits
+    are cleared (their tokens have all expired). ``StatusListFull`` when none is free."""
+    free = conn.execute(
+        select(StatusBlock.slot)
+        .where(StatusBlock.reusable_at <= now)
+        .order_by(StatusBlock.reusable_at, StatusBlock.slot)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar()
+    if free is not None:
+        conn.execute(
+            update(StatusBlock)
+            .where(StatusBlock.slot == free)
+            .values(leased_at=now, reusable_at=now + hold)
+        )
+        start = free * STATUS_BLOCK_SIZE
+        cleared = conn.execute(
+            delete(StatusRevoked).where(
+                StatusRevoked.idx >= start, StatusRevoked.idx < start + STATUS_BLOCK_SIZE
+            )
+        ).rowcount
+        if cleared:
+            _bump(conn)
+        return start
+    # No free block: take a block never used yet, racing other replicas for it.
+    for _ in range(8):
+        highest = conn.execute(select(func.max(StatusBlock.slot))).scalar()
+        slot = 0 if highest is None else highest + 1
+        if slot >= size // STATUS_BLOCK_SIZE:
+            raise StatusListFull(f"all {size // STATUS_BLOCK_SIZE} status list blocks are in use")
+        values = {"slot": slot, "leased_at": now, "reusable_at": now + hold}
+        insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        if conn.execute(insert_(StatusBlock).values(values).on_conflict_do_nothing()).rowcount:
+            return slot * STATUS_BLOCK_SIZE
+    raise StatusListFull("could not lease a status list block")
+
+
+def revoke_families(conn: Connection, which: ColumnElement[bool], now: float) -> int:
+    """Set the bits of the access tokens of the families ``which`` selects, those still
+    under their block's current lease. The number of bits newly set."""
+    tokens = (
+        select(RefreshToken.status_idx, literal(now, Float).label("revoked_at"))
+        .join(RefreshFamily, RefreshFamily.id == RefreshToken.family_id)
+        .join(StatusBlock, StatusBlock.slot == RefreshToken.status_idx // STATUS_BLOCK_SIZE)
+        .where(
+            which,
+            RefreshToken.status_idx.is_not(None),
+            RefreshToken.created_at >= StatusBlock.leased_at,
+        )
+    )
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    added = conn.execute(
+        insert_(StatusRevoked).from_select(["idx", "revoked_at"], tokens).on_conflict_do_nothing()
+    ).rowcount
+    if added:
+        _bump(conn)
+    return int(added)
+
+
+def revoke_index(conn: Connection, idx: int, issued_at: float, now: float) -> bool:
+    """Set the bit of one access token issued at ``issued_at`` (its whole-second
+    ``iat``), if its block has not been leased again since; whether it was newly set."""
+    leased_at = conn.execute(
+        select(StatusBlock.leased_at).where(StatusBlock.slot == idx // STATUS_BLOCK_SIZE)
+    ).scalar()
+    if leased_at is None or leased_at >= issued_at + 1:
+        return False
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    added = conn.execute(
+        insert_(StatusRevoked).values(idx=idx, revoked_at=now).on_conflict_do_nothing()
+    ).rowcount
+    if added:
+        _bump(conn)
+    return bool(added)
+
+
+def _bump(conn: Connection) -> None:
+    conn.execute(
+        update(StatusState).where(StatusState.id == 1).values(version=StatusState.version + 1)
+    )
+
+
+def version(conn: Connection) -> int:
+    return int(conn.execute(select(StatusState.version).where(StatusState.id == 1)).scalar_one())
+
+
+def revoked(conn: Connection) -> tuple[int, list[int]]:
+    """The list's version and its set bits, read together."""
+    return version(conn), list(conn.execute(select(StatusRevoked.idx)).scalars())
