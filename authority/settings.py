@@ -37,8 +37,7 @@ class SettingsError(ValueError):
         self.problems = list(problems)
 
 
-# Status list indexes are leased to a replica in blocks of this many (authority.status).
-STATUS_BLOCK_SIZE = 1024
+STATUS_BLOCK_SIZE = 1024  # status list indexes a replica leases at once (authority.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +84,7 @@ class Settings:
     # How long audit events are kept (s), and whether each request is an access-log line.
     audit_retention: int = 7776000
     access_log: bool = True
-    # Token status list (README, "Revocation that reaches resource servers"): how long
-    # verifiers may cache the list (s), and how many tokens it holds (a ring).
+    # Token status list: how long verifiers may cache it (s), how many indexes it rings.
     status_list_ttl: int = 60
     status_list_size: int = 2097152
 
@@ -157,10 +155,7 @@ class Settings:
             if getattr(self, name) < 0:
                 problems.append(f"AUTHORITY_{name.upper()} must not be negative")
         if self.status_list_size % STATUS_BLOCK_SIZE:
-            problems.append(
-                f"AUTHORITY_STATUS_LIST_SIZE must be a multiple of {STATUS_BLOCK_SIZE}, "
-                f"not {self.status_list_size}"
-            )
+            problems.append(f"AUTHORITY_STATUS_LIST_SIZE must be a multiple of {STATUS_BLOCK_SIZE}")
         if not self.issuer.startswith(("http://", "https://")):
             problems.append(f"AUTHORITY_ISSUER must be an http(s) URL, not {self.issuer!r}")
         if self.key_passphrase == "":

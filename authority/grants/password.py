@@ -41,6 +41,6 @@ async def handle(
         raise InvalidGrantError(description="invalid username or password")
     metrics.TOKENS_ISSUED.labels(GRANT_TYPE).inc()
     session = await open_session(auth, client.client_id, user, scope, audience)
-    access = issue_access_token(auth, client.client_id, session.family, scope)
+    access = issue_access_token(auth, client.client_id, session, scope)
     refresh = session.refresh_token if "refresh_token" in client.grant_types else None
     return bearer(access.token, auth.signer.ttl, scope, refresh)

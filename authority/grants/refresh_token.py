@@ -41,5 +41,5 @@ async def handle(
     except RefreshRefused as exc:
         raise InvalidGrantError(description=str(exc)) from None
     granted = " ".join(scope) if scope is not None else session.family.scope
-    access = issue_access_token(auth, client.client_id, session.family, granted)
+    access = issue_access_token(auth, client.client_id, session, granted)
     return bearer(access.token, auth.signer.ttl, granted, session.refresh_token)

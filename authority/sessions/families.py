@@ -23,13 +23,32 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from authority.sessions.hot import Hot
-from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken, User
+from authority.settings import STATUS_BLOCK_SIZE
+from authority.storage.tables import (
+    RefreshFamily,
+    RefreshToken,
+    StatusBlock,
+    StatusRevoked,
+    StatusState,
+    User,
+)
 
 Outcome = Literal[
     "rotated",
@@ -81,6 +100,7 @@ def start_family(
     family_ttl: int,
     address: str | None = None,
     user_agent: str | None = None,
+    status_idx: int | None = None,
 ) -> tuple[Family, float]:
     """A new login session and its first refresh token; returns the token's expiry.
     ``address`` and ``user_agent`` say where it was opened (``GET /auth/sessions``)."""
@@ -108,6 +128,7 @@ def start_family(
             parent_id=None,
             created_at=now,
             expires_at=expires_at,
+            status_idx=status_idx,
         )
     )
     return family, expires_at
@@ -150,14 +171,8 @@ _CONSUME = Hot.of(
     .values(consumed_at=bindparam("now"))
     .returning(_T.id)
 )
-_INSERT_CHILD = Hot.of(
-    insert(_TOKENS).values(
-        {
-            name: bindparam(name)
-            for name in ("token_hash", "family_id", "parent_id", "created_at", "expires_at")
-        }
-    )
-)
+_CHILD = ("token_hash", "family_id", "parent_id", "created_at", "expires_at", "status_idx")
+_INSERT_CHILD = Hot.of(insert(_TOKENS).values({name: bindparam(name) for name in _CHILD}))
 
 
 class _Row(NamedTuple):
@@ -187,6 +202,7 @@ def rotate_token(
     grace: int,
     scope: list[str] | None = None,
     audience: str | None = None,
+    status_idx: int | None = None,
 ) -> Rotation:
     """Consume ``presented`` and store ``replacement`` in its family, or say why not.
     A consumed token is reuse unless within grace; a request for more ``scope`` or
@@ -209,9 +225,8 @@ def rotate_token(
         if row.expires_at <= now or family.expires_at <= now:
             return Rotation("expired")
         if _consume(conn, row, now):
-            return Rotation(
-                "rotated", family, _child(conn, family, row.id, replacement, now, refresh_ttl)
-            )
+            expires_at = _child(conn, family, row.id, replacement, now, refresh_ttl, status_idx)
+            return Rotation("rotated", family, expires_at)
         # Lost the race: the winner's consumed_at is committed and now visible.
         consumed_at = (
             conn.execute(
@@ -230,7 +245,8 @@ def rotate_token(
     refused = _beyond_family(family, scope, audience)
     if refused is not None:
         return refused
-    return Rotation("grace", family, _child(conn, family, row.id, replacement, now, refresh_ttl))
+    expires_at = _child(conn, family, row.id, replacement, now, refresh_ttl, status_idx)
+    return Rotation("grace", family, expires_at)
 
 
 def _beyond_family(
@@ -264,6 +280,7 @@ def _child(
     token_hash: bytes,
     now: float,
     refresh_ttl: int,
+    status_idx: int | None,
 ) -> float:
     expires_at = min(now + refresh_ttl, family.expires_at)  # the family never grows older
     _INSERT_CHILD.execute(
@@ -273,6 +290,7 @@ def _child(
         parent_id=parent_id,
         created_at=now,
         expires_at=expires_at,
+        status_idx=status_idx,
     )
     return expires_at
 
@@ -340,7 +358,9 @@ def revoke_client_families(conn: Connection, client_id: str, reason: str, now: f
 
 
 def _revoke(conn: Connection, which: ColumnElement[bool], reason: str, now: float) -> int:
-    """Revoke the matching families not yet revoked; the first reason is kept."""
+    """Revoke the matching families not yet revoked (and their access tokens' status
+    bits); the first reason is kept."""
+    set_status_bits(conn, and_(which, RefreshFamily.revoked_at.is_(None)), now)
     return int(
         conn.execute(
             update(RefreshFamily)
@@ -360,20 +380,20 @@ def session_active(conn: Connection, family_id: str) -> bool:
     return row is not None and row.revoked_at is None and row.is_active
 
 
-def revoke_access_token(conn: Connection, jti: str, expires_at: float) -> None:
-    values = {"jti": jti, "expires_at": expires_at}
-    if conn.dialect.name == "postgresql":
-        conn.execute(pg_insert(RevokedAccessToken).values(values).on_conflict_do_nothing())
-    else:
-        conn.execute(sqlite_insert(RevokedAccessToken).values(values).on_conflict_do_nothing())
-
-
-def access_token_revoked(conn: Connection, jti: str) -> bool:
-    return (
-        conn.execute(
-            select(func.count())
-            .select_from(RevokedAccessToken)
-            .where(RevokedAccessToken.jti == jti)
-        ).scalar_one()
-        > 0
+def set_status_bits(conn: Connection, which: ColumnElement[bool], now: float) -> None:
+    """Set the status list bits (``authority.status.store``) of the access tokens of the
+    families ``which`` selects, those issued under their block's current lease."""
+    tokens = (
+        select(RefreshToken.status_idx, literal(now, Float))
+        .join(RefreshFamily, RefreshFamily.id == RefreshToken.family_id)
+        .join(StatusBlock, StatusBlock.slot == RefreshToken.status_idx // STATUS_BLOCK_SIZE)
+        .where(
+            which,
+            RefreshToken.status_idx.is_not(None),
+            RefreshToken.created_at >= StatusBlock.leased_at,
+        )
     )
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    inserted = insert_(StatusRevoked).from_select(["idx", "revoked_at"], tokens)
+    if conn.execute(inserted.on_conflict_do_nothing()).rowcount:
+        conn.execute(StatusState.bump())

@@ -26,7 +26,7 @@ from authority.accounts.users import (
     replace_password,
     set_active,
 )
-from authority.sessions.families import Family
+from authority.sessions.families import Family, set_status_bits
 from authority.storage import audit
 from authority.storage.tables import RefreshFamily, RefreshToken, User
 
@@ -125,6 +125,7 @@ def end_sessions(
     if not revoked:
         return []
     ids = sorted(row.id for row in revoked)
+    set_status_bits(conn, RefreshFamily.id.in_(ids), now)
     clients = {row.client_id for row in revoked}
     user = get_user(conn, revoked[0].user_id)
     audit.record(
@@ -150,7 +151,13 @@ def _lock_in_order(conn: Connection, which: Sequence[ColumnElement[bool]]) -> No
 
 
 def renew_session(
-    conn: Connection, family_id: str, user_id: int, token_hash: bytes, now: float, ttl: int
+    conn: Connection,
+    family_id: str,
+    user_id: int,
+    token_hash: bytes,
+    now: float,
+    ttl: int,
+    status_idx: int | None = None,
 ) -> tuple[Family, float] | None:
     """A new refresh token for the user's live session, as a refresh would give it: the
     session's unconsumed tokens are consumed, the new one is the newest one's child (so
@@ -203,6 +210,7 @@ def renew_session(
             parent_id=newest,
             created_at=now,
             expires_at=expires_at,
+            status_idx=status_idx,
         )
     )
     return family, expires_at
@@ -264,6 +272,7 @@ def change_own_password(
     token_hash: bytes,
     now: float,
     ttl: int,
+    status_idx: int | None = None,
 ) -> PasswordChange:
     """The user's own change from their ``session``: it goes on with a new refresh
     token (``token_hash``), every other session ends. Only while the stored hash is
@@ -277,7 +286,7 @@ def change_own_password(
     if not replace_password(conn, user.id, password_hash, now, expected=confirmed_hash):
         raise PasswordStale()
     _lock_in_order(conn, [RefreshFamily.user_id == user.id, RefreshFamily.revoked_at.is_(None)])
-    renewed = renew_session(conn, session, user.id, token_hash, now, ttl)
+    renewed = renew_session(conn, session, user.id, token_hash, now, ttl, status_idx)
     if renewed is None:
         raise SessionEnded()
     revoked = _password_changed(conn, user, now, by="user", keep=session)

@@ -10,7 +10,7 @@ answer from them. ``Authority`` holds the running service's parts, built once by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Connection
 
@@ -33,6 +33,12 @@ from authority.storage import audit
 from authority.storage.database import Database
 
 
+class StatusIndexSource(Protocol):
+    """Where access tokens get their status list index (``authority.status.indexes``)."""
+
+    async def allocate(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Authority:
     settings: Settings
@@ -42,6 +48,7 @@ class Authority:
     secret_key: bytes
     clock: Clock
     clients: ClientCache
+    status: StatusIndexSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,7 @@ class Session:
     family: Family
     refresh_token: str
     refresh_expires_at: float
+    status_idx: int
 
 
 class SessionError(Exception):
@@ -229,6 +237,7 @@ async def open_session(
     settings = auth.settings
     refresh, refresh_hash = new_refresh_token()
     request = audit.current_request()
+    status_idx = await auth.status.allocate()
     family, expires_at = await auth.db.write(
         start_family,
         user_id=user.id,
@@ -242,8 +251,9 @@ async def open_session(
         family_ttl=settings.refresh_family_ttl,
         address=request.address if request else None,
         user_agent=request.user_agent if request else None,
+        status_idx=status_idx,
     )
-    return Session(family, refresh, expires_at)
+    return Session(family, refresh, expires_at, status_idx)
 
 
 async def refresh_session(
@@ -261,6 +271,8 @@ async def refresh_session(
         raise RefreshRefused("unknown")
     replacement, replacement_hash = new_refresh_token()
     settings = auth.settings
+    # In memory: a lease of a new block of indexes every thousand tokens at most.
+    status_idx = await auth.status.allocate()
     result = await auth.db.write(
         _rotate,
         presented=presented,
@@ -271,6 +283,7 @@ async def refresh_session(
         grace=settings.refresh_reuse_grace,
         scope=scope,
         audience=audience,
+        status_idx=status_idx,
     )
     if result.outcome == "reuse":
         metrics.REFRESH_REUSE.inc()
@@ -281,7 +294,7 @@ async def refresh_session(
     if not result.ok or result.family is None:
         raise RefreshRefused(result.outcome)
     metrics.TOKENS_ISSUED.labels("refresh_token").inc()
-    return Session(result.family, replacement, result.token_expires_at)
+    return Session(result.family, replacement, result.token_expires_at, status_idx)
 
 
 def _rotate(conn: Connection, /, *, now: float, **rotation: Any) -> Rotation:
@@ -302,8 +315,12 @@ def _rotate(conn: Connection, /, *, now: float, **rotation: Any) -> Rotation:
     return result
 
 
-def issue_access_token(auth: Authority, client_id: str, family: Family, scope: str) -> AccessToken:
-    """An access token of a session's user, for ``client_id``, naming the session."""
+def issue_access_token(
+    auth: Authority, client_id: str, session: Session, scope: str
+) -> AccessToken:
+    """An access token of a session's user, for ``client_id``, naming the session and
+    holding the status list index its refresh token recorded."""
+    family = session.family
     return auth.signer.sign(
         auth.keys.signing_key(),
         now=auth.clock(),
@@ -313,4 +330,5 @@ def issue_access_token(auth: Authority, client_id: str, family: Family, scope: s
         audience=family.audience,
         username=family.username,
         sid=family.id,
+        status_idx=session.status_idx,
     )

@@ -33,6 +33,7 @@ RESERVED_CLAIMS = frozenset(
         "username",
         "sid",
         "auth_time",
+        "status",
     }
 )
 ClaimsHook = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -71,8 +72,15 @@ class AccessToken:
 class AccessTokenSigner:
     """Builds and signs RFC 9068 access tokens with a given signing key."""
 
-    def __init__(self, issuer: str, ttl: int, claims_hook: ClaimsHook | None = None):
+    def __init__(
+        self,
+        issuer: str,
+        ttl: int,
+        claims_hook: ClaimsHook | None = None,
+        status_uri: str | None = None,
+    ):
         self.issuer = issuer
+        self.status_uri = status_uri
         self.ttl = ttl
         self.claims_hook = claims_hook
         self._headers: dict[str, bytes] = {}
@@ -97,6 +105,7 @@ class AccessTokenSigner:
         audience: str,
         username: str | None = None,
         sid: str | None = None,
+        status_idx: int | None = None,
     ) -> AccessToken:
         issued = int(now)
         claims: dict[str, Any] = {
@@ -113,6 +122,9 @@ class AccessTokenSigner:
             claims["username"] = username
         if sid is not None:
             claims["sid"] = sid
+        if status_idx is not None and self.status_uri is not None:
+            # draft-ietf-oauth-status-list section 6.1: the token's place in the list.
+            claims["status"] = {"status_list": {"idx": status_idx, "uri": self.status_uri}}
         if self.claims_hook is not None:
             extra = self.claims_hook(claims)
             claims.update({k: v for k, v in extra.items() if k not in RESERVED_CLAIMS})

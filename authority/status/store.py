@@ -17,15 +17,16 @@ only while their block's lease is the one they were issued under.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Float, delete, func, literal, select, update
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.expression import ColumnElement
 
 from authority.settings import STATUS_BLOCK_SIZE
 from authority.storage.tables import (
-    RefreshFamily,
-    RefreshToken,
+    RevokedAccessToken,
     StatusBlock,
     StatusRevoked,
     StatusState,
@@ -67,7 +68,7 @@ def lease_block(conn: Connection, now: float, size: int, hold: float) -> int:
             )
         ).rowcount
         if cleared:
-            _bump(conn)
+            conn.execute(StatusState.bump())
         return start
     # No free block: take a block never used yet, racing other replicas for it.
     for _ in range(8):
@@ -80,28 +81,6 @@ def lease_block(conn: Connection, now: float, size: int, hold: float) -> int:
         if conn.execute(insert_(StatusBlock).values(values).on_conflict_do_nothing()).rowcount:
             return slot * STATUS_BLOCK_SIZE
     raise StatusListFull("could not lease a status list block")
-
-
-def revoke_families(conn: Connection, which: ColumnElement[bool], now: float) -> int:
-    """Set the bits of the access tokens of the families ``which`` selects, those still
-    under their block's current lease. The number of bits newly set."""
-    tokens = (
-        select(RefreshToken.status_idx, literal(now, Float).label("revoked_at"))
-        .join(RefreshFamily, RefreshFamily.id == RefreshToken.family_id)
-        .join(StatusBlock, StatusBlock.slot == RefreshToken.status_idx // STATUS_BLOCK_SIZE)
-        .where(
-            which,
-            RefreshToken.status_idx.is_not(None),
-            RefreshToken.created_at >= StatusBlock.leased_at,
-        )
-    )
-    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    added = conn.execute(
-        insert_(StatusRevoked).from_select(["idx", "revoked_at"], tokens).on_conflict_do_nothing()
-    ).rowcount
-    if added:
-        _bump(conn)
-    return int(added)
 
 
 def revoke_index(conn: Connection, idx: int, issued_at: float, now: float) -> bool:
@@ -117,14 +96,8 @@ def revoke_index(conn: Connection, idx: int, issued_at: float, now: float) -> bo
         insert_(StatusRevoked).values(idx=idx, revoked_at=now).on_conflict_do_nothing()
     ).rowcount
     if added:
-        _bump(conn)
+        conn.execute(StatusState.bump())
     return bool(added)
-
-
-def _bump(conn: Connection) -> None:
-    conn.execute(
-        update(StatusState).where(StatusState.id == 1).values(version=StatusState.version + 1)
-    )
 
 
 def version(conn: Connection) -> int:
@@ -134,3 +107,32 @@ def version(conn: Connection) -> int:
 def revoked(conn: Connection) -> tuple[int, list[int]]:
     """The list's version and its set bits, read together."""
     return version(conn), list(conn.execute(select(StatusRevoked.idx)).scalars())
+
+
+def index_of(claims: Mapping[str, Any], uri: str) -> int | None:
+    """The status list index an access token of ours holds in the list at ``uri``."""
+    status = claims.get("status")
+    ref = status.get("status_list") if isinstance(status, dict) else None
+    if not isinstance(ref, dict) or ref.get("uri") != uri:
+        return None
+    idx = ref.get("idx")
+    return idx if isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0 else None
+
+
+def revoke_access_token(conn: Connection, jti: str, expires_at: float) -> None:
+    values = {"jti": jti, "expires_at": expires_at}
+    if conn.dialect.name == "postgresql":
+        conn.execute(pg_insert(RevokedAccessToken).values(values).on_conflict_do_nothing())
+    else:
+        conn.execute(sqlite_insert(RevokedAccessToken).values(values).on_conflict_do_nothing())
+
+
+def access_token_revoked(conn: Connection, jti: str) -> bool:
+    return (
+        conn.execute(
+            select(func.count())
+            .select_from(RevokedAccessToken)
+            .where(RevokedAccessToken.jti == jti)
+        ).scalar_one()
+        > 0
+    )

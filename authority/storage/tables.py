@@ -12,6 +12,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Update,
+    update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -193,3 +195,10 @@ class StatusState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    @staticmethod
+    def bump() -> Update:
+        """The statement that tells every replica the list changed."""
+        return (
+            update(StatusState).where(StatusState.id == 1).values(version=StatusState.version + 1)
+        )

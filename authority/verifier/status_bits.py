@@ -32,7 +32,7 @@ def pack(size: int, revoked: Iterable[int]) -> bytearray:
     return bits
 
 
-def encode(bits: bytes) -> str:
+def encode(bits: bytes | bytearray) -> str:
     """``lst``: the bytes compressed at ZLIB's best level, base64url without padding."""
     return base64.urlsafe_b64encode(zlib.compress(bytes(bits), 9)).rstrip(b"=").decode()
 

@@ -89,6 +89,7 @@ async def change_password(
         raise AuthError(400, WRONG_PASSWORD, errors={"current_password": WRONG_PASSWORD})
     password_hash = await ahash_password(data.new_password)
     refresh, refresh_hash = new_refresh_token()
+    status_idx = await auth.status.allocate()
     try:
         changed = await auth.db.write(
             change_own_password,
@@ -99,12 +100,13 @@ async def change_password(
             token_hash=refresh_hash,
             now=auth.clock(),
             ttl=auth.settings.refresh_ttl,
+            status_idx=status_idx,
         )
     except PasswordStale:
         raise AuthError(400, WRONG_PASSWORD, errors={"current_password": WRONG_PASSWORD}) from None
     except SessionEnded:  # logged out meanwhile: nothing changed
         raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"}) from None
-    session = Session(changed.family, refresh, changed.refresh_expires_at)
+    session = Session(changed.family, refresh, changed.refresh_expires_at, status_idx)
     return sessions.renewed(session, in_body=who.bearer)
 
 

@@ -28,6 +28,9 @@ from authority.signing.manager import KeyManager
 from authority.signing.records import KeyStoreError
 from authority.signing.signer import AccessTokenSigner, ClaimsHook
 from authority.signing.stores import make_keystore
+from authority.status.indexes import StatusIndexes
+from authority.status.publisher import StatusPublisher, status_uri
+from authority.status.store import StatusListFull
 from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
 from authority.storage.migrate import check_database
 from authority.web.account import ACCOUNT_HANDLERS
@@ -38,6 +41,7 @@ from authority.web.http import SKIP_METRICS, unavailable
 from authority.web.oauth import oauth_handlers
 from authority.web.requests import RequestLog
 from authority.web.schema_page import SwaggerPage, schema_router
+from authority.web.status import status_handlers
 
 log = logging.getLogger("authority")
 
@@ -74,11 +78,15 @@ def create_app(
         settings=settings,
         db=db,
         keys=keys,
-        signer=AccessTokenSigner(settings.issuer, settings.access_ttl, claims_hook),
+        signer=AccessTokenSigner(
+            settings.issuer, settings.access_ttl, claims_hook, status_uri(settings.issuer)
+        ),
         secret_key=settings.secret_key_bytes(),
         clock=clock,
         clients=ClientCache(),
+        status=StatusIndexes(db, settings, clock),
     )
+    publisher = StatusPublisher(db, keys, settings, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -86,7 +94,9 @@ def create_app(
             await check_database(db)
             await keys.load()
             keys.report()
+            await publisher.sync()
             tasks = [
+                asyncio.create_task(publisher.run(), name="authority-status-list"),
                 asyncio.create_task(keys.run(), name="authority-keys"),
                 asyncio.create_task(
                     run_pruning(
@@ -158,6 +168,7 @@ def create_app(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth, keys),
+            *status_handlers(publisher),
             auth_routes(auth, keys, ACCOUNT_HANDLERS),
             *frontend_handlers(),
             live,
@@ -178,6 +189,7 @@ def create_app(
             DBAPIError: _database_error,
             KeyStoreError: _unavailable,
             HashingBusy: _unavailable,
+            StatusListFull: _unavailable,
             HTTPException: _http_error,
             Exception: _internal_error,
         },

@@ -27,11 +27,12 @@ from sqlalchemy import Connection
 
 from authority.accounts.clients import FIRST_PARTY_CLIENT_ID, ClientRecord
 from authority.accounts.users import UserRecord, get_user
-from authority.sessions.families import access_token_revoked, find_family, session_active
+from authority.sessions.families import find_family, session_active
 from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.sessions.service import Authority, Session, issue_access_token
 from authority.signing.manager import KeyManager
 from authority.signing.own_tokens import decode_own_access_token
+from authority.status.store import access_token_revoked
 from authority.web import csrf
 from authority.web.auth_schema import (
     NOT_AUTHENTICATED,
@@ -205,7 +206,7 @@ class CookieSessions:
         """A session's new token pair, with the seconds each has left."""
         auth = self.auth
         family = session.family
-        access = issue_access_token(auth, FIRST_PARTY.client_id, family, family.scope)
+        access = issue_access_token(auth, FIRST_PARTY.client_id, session, family.scope)
         refresh_left = max(0, int(session.refresh_expires_at - auth.clock()))
         return TokensOut(access.token, session.refresh_token, auth.signer.ttl, refresh_left)
 

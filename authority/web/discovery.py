@@ -19,7 +19,7 @@ from authority.signing.keys import KeyRing
 from authority.signing.manager import KeyManager
 from authority.storage.database import Database
 from authority.verifier.algorithms import ALGORITHMS
-from authority.web.http import SKIP_METRICS, UNAVAILABLE
+from authority.web.http import SKIP_METRICS, UNAVAILABLE, etag_matches
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
@@ -76,17 +76,6 @@ def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
     )
     document.validate()
     return dict(document)
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 section 13.1.2: weak comparison, a list of tags, or ``*``."""
-    if not if_none_match:
-        return False
-    for candidate in if_none_match.split(","):
-        tag = candidate.strip()
-        if tag == "*" or tag.removeprefix("W/") == etag:
-            return True
-    return False
 
 
 def discovery_handlers(

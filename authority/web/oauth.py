@@ -16,6 +16,7 @@ from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
+from sqlalchemy import Connection
 
 from authority import metrics
 from authority.accounts.clients import ClientRecord, get_client
@@ -29,9 +30,7 @@ from authority.grants.errors import (
     UnsupportedGrantTypeError,
 )
 from authority.sessions.families import (
-    access_token_revoked,
     find_family,
-    revoke_access_token,
     session_active,
     token_state,
 )
@@ -41,6 +40,12 @@ from authority.sessions.service import Authority
 from authority.signing.manager import KeyManager
 from authority.signing.own_tokens import decode_own_access_token
 from authority.signing.records import KeyStoreError
+from authority.status.store import (
+    access_token_revoked,
+    index_of,
+    revoke_access_token,
+    revoke_index,
+)
 from authority.storage.database import DatabaseUnavailable
 from authority.web.http import (
     MAX_BODY,
@@ -123,8 +128,18 @@ async def _revoke(
     )
     if claims is not None:
         _require_owner(claims.get("client_id"), client)
-        await auth.db.write(revoke_access_token, claims["jti"], float(claims["exp"]))
+        await auth.db.write(_revoke_access_token, claims, auth.signer.status_uri, now)
     return {}
+
+
+def _revoke_access_token(
+    conn: Connection, claims: dict[str, Any], status_uri: str | None, now: float
+) -> None:
+    """The ``jti`` for introspection and ``/auth``, the status bit for resource servers."""
+    revoke_access_token(conn, claims["jti"], float(claims["exp"]))
+    idx = index_of(claims, status_uri) if status_uri else None
+    if idx is not None:
+        revoke_index(conn, idx, float(claims["iat"]), now)
 
 
 def _require_owner(owner: object, client: ClientRecord) -> None:

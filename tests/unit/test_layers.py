@@ -21,6 +21,7 @@ LAYERS = {
     "authority.storage": 1,
     "authority.accounts": 2,
     "authority.signing": 2,
+    "authority.status": 2,
     "authority.sessions": 3,
     "authority.grants": 4,
     "authority.web": 5,

@@ -10,9 +10,10 @@ from sqlalchemy import Connection, func, select
 
 from authority.accounts.clients import create_client
 from authority.accounts.users import create_user
-from authority.sessions.families import revoke_access_token, rotate_token, start_family
+from authority.sessions.families import rotate_token, start_family
 from authority.sessions.pruning import prune_tokens
 from authority.sessions.refresh_tokens import new_refresh_token
+from authority.status.store import revoke_access_token
 from authority.storage.database import Database
 from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
 from tests.helpers.clock import Clock
