@@ -1,0 +1,108 @@
+"""Status list indexes (``authority.status.store``, ``authority.status.indexes``): a
+block is never leased again while a token issued from it can still verify, leasing it
+again clears its old bits, and a bit is set only for the lease it was issued under."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from authority.settings import STATUS_BLOCK_SIZE, Settings
+from authority.status.indexes import StatusIndexes
+from authority.status.store import (
+    BLOCK_USE,
+    StatusListFull,
+    block_hold,
+    lease_block,
+    revoke_index,
+    revoked,
+)
+from authority.storage.database import Database
+
+SIZE = 4 * STATUS_BLOCK_SIZE
+HOLD = block_hold(access_ttl=900, leeway=30)
+
+
+@pytest.fixture
+async def db(migrated_url: str) -> AsyncIterator[Database]:
+    database = Database(migrated_url)
+    yield database
+    await database.dispose()
+
+
+async def test_a_ring_hands_out_each_block_once_then_is_full_while_they_can_verify(
+    db: Database,
+) -> None:
+    starts = [await db.write(lease_block, 1000.0 + i, SIZE, HOLD) for i in range(4)]
+    assert sorted(starts) == [0, 1024, 2048, 3072]
+    with pytest.raises(StatusListFull):
+        await db.write(lease_block, 1000.0 + HOLD - 1, SIZE, HOLD)
+
+
+async def test_the_oldest_block_comes_back_once_its_tokens_have_expired(db: Database) -> None:
+    for i in range(4):
+        await db.write(lease_block, 1000.0 + i, SIZE, HOLD)
+    assert block_hold(900, 30) == BLOCK_USE + 930
+    assert await db.write(lease_block, 1000.0 + HOLD, SIZE, HOLD) == 0
+    with pytest.raises(StatusListFull):
+        await db.write(lease_block, 1000.0 + HOLD, SIZE, HOLD)
+
+
+async def test_leasing_a_block_again_clears_its_bits_and_only_its_own(db: Database) -> None:
+    first = await db.write(lease_block, 1000.0, SIZE, HOLD)
+    second = await db.write(lease_block, 1001.0, SIZE, HOLD)
+    assert await db.write(revoke_index, first + 5, 1000.0, 1010.0)
+    assert await db.write(revoke_index, second + 7, 1001.0, 1010.0)
+    version, bits = await db.read(revoked)
+    assert sorted(bits) == [first + 5, second + 7]
+    again = await db.write(lease_block, 1000.0 + HOLD, SIZE, HOLD)
+    assert again == first
+    later, bits = await db.read(revoked)
+    assert bits == [second + 7]
+    assert later > version  # the replicas are told
+
+
+async def test_a_token_of_an_earlier_lease_cannot_set_the_bit_of_the_new_holder(
+    db: Database,
+) -> None:
+    start = await db.write(lease_block, 1000.0, STATUS_BLOCK_SIZE, HOLD)
+    assert await db.write(lease_block, 1000.0 + HOLD, STATUS_BLOCK_SIZE, HOLD) == start
+    assert not await db.write(revoke_index, start + 1, 1000.0, 1000.0 + HOLD + 5)
+    assert (await db.read(revoked))[1] == []
+    assert await db.write(revoke_index, start + 1, 1000.0 + HOLD, 1000.0 + HOLD + 5)
+
+
+async def test_concurrent_allocations_of_one_replica_never_repeat_an_index(
+    migrated_url: str,
+) -> None:
+    settings = Settings(database_url=migrated_url, env="test", status_list_size=SIZE)
+    db = Database(migrated_url)
+    now = [1000.0]
+    try:
+        indexes = StatusIndexes(db, settings, lambda: now[0])
+        got = await asyncio.gather(*(indexes.allocate() for _ in range(3000)))
+        assert len(set(got)) == 3000
+        assert max(got) < SIZE
+        # A block is used for at most BLOCK_USE seconds, then another is leased.
+        now[0] += BLOCK_USE
+        assert await indexes.allocate() // STATUS_BLOCK_SIZE not in {
+            i // STATUS_BLOCK_SIZE for i in got[-1:]
+        }
+    finally:
+        await db.dispose()
+
+
+async def test_two_replicas_never_share_a_block(migrated_url: str) -> None:
+    settings = Settings(database_url=migrated_url, env="test", status_list_size=SIZE)
+    db = Database(migrated_url)
+    try:
+        a, b = (StatusIndexes(db, settings, lambda: 1000.0) for _ in range(2))
+        got_a = [await a.allocate() for _ in range(10)]
+        got_b = [await b.allocate() for _ in range(10)]
+        assert {i // STATUS_BLOCK_SIZE for i in got_a}.isdisjoint(
+            {i // STATUS_BLOCK_SIZE for i in got_b}
+        )
+    finally:
+        await db.dispose()
