@@ -7,6 +7,7 @@ Importing it loads only the standard library and ``cryptography``. Framework glu
 from authority.verifier.cache import CachePolicy, Fetch, HttpResponse, httpx_fetch, urllib_fetch
 from authority.verifier.jose import InvalidToken, IssuerMismatch, KeysUnavailable, Reason
 from authority.verifier.jws import MAX_TOKEN_BYTES
+from authority.verifier.status import StatusUnavailable
 from authority.verifier.verify import REQUIRED_CLAIMS, Verifier
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "IssuerMismatch",
     "KeysUnavailable",
     "Reason",
+    "StatusUnavailable",
     "Verifier",
     "httpx_fetch",
     "urllib_fetch",

@@ -12,8 +12,12 @@ Starlette). Failures are answered here, never by the app:
 - a token the verifier rejects: 401 ``invalid_token``;
 - valid, but without the ``scopes`` the middleware requires: 403 ``insufficient_scope``
   with ``scope="..."`` in the challenge;
-- keys cannot be fetched (``KeysUnavailable``): 503 ``temporarily_unavailable`` with
-  ``Retry-After``; the token may be valid, so the client should not be told otherwise.
+- keys cannot be fetched (``KeysUnavailable``), or no usable token status list
+  (``StatusUnavailable``, unless the verifier fails open): 503
+  ``temporarily_unavailable`` with ``Retry-After``; the token may be valid, so the
+  client should not be told otherwise (RFC 6750's ``invalid_token`` says it is not);
+- a token the status list says is revoked: 401 ``invalid_token`` (RFC 6750 section
+  3.1 names "revoked" among its causes).
 
 WebSocket connections are authenticated alike; a refusal closes them with 1008 before
 they are accepted. Only the standard library: no framework is imported.
@@ -26,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 
 from authority.verifier.jose import InvalidToken, KeysUnavailable
+from authority.verifier.status import StatusUnavailable
 from authority.verifier.verify import Verifier
 
 Scope = MutableMapping[str, Any]
@@ -135,7 +140,7 @@ async def authenticate(
         raise Denied(401, None, realm=realm)
     try:
         return await verifier.averify(token)
-    except KeysUnavailable as exc:
+    except (KeysUnavailable, StatusUnavailable) as exc:
         raise Denied(503, "temporarily_unavailable", exc.description) from None
     except InvalidToken as exc:
         raise Denied(401, "invalid_token", exc.description, realm=realm) from None

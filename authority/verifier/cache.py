@@ -111,6 +111,9 @@ class CachePolicy:
     retry_min: float = 1.0  # backoff after failed fetches: doubling, up to retry_max
     retry_max: float = 60.0
     timeout: float = 5.0  # per HTTP request
+    # A status list whose refetch fails serves max(its ttl, this) past its freshness
+    # (never past its exp); then tokens are status_unavailable (verifier/status.py).
+    status_stale_ttl: float = 300.0
 
 
 _MAX_AGE = re.compile(r'(?:^|,)\s*max-age\s*=\s*"?(\d+)"?\s*(?:,|$)', re.I)

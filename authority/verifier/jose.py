@@ -37,6 +37,8 @@ Reason = Literal[
     "not_yet_valid",
     "issued_in_future",
     "keys_unavailable",
+    "revoked",
+    "status_unavailable",
 ]
 
 DESCRIPTIONS: dict[Reason, str] = {
@@ -61,12 +63,15 @@ DESCRIPTIONS: dict[Reason, str] = {
     "not_yet_valid": "token is not valid yet (nbf)",
     "issued_in_future": "iat is in the future",
     "keys_unavailable": "the signing keys cannot be fetched",
+    "revoked": "the token status list says the token is revoked",
+    "status_unavailable": "the token status list cannot be fetched",
 }
 
 
 class InvalidToken(Exception):
     """A token was rejected. ``reason`` is one of ``Reason``; every rejection maps to
-    RFC 6750 ``invalid_token`` except ``keys_unavailable`` (see ``KeysUnavailable``)."""
+    RFC 6750 ``invalid_token`` except ``keys_unavailable`` (see ``KeysUnavailable``) and
+    ``status_unavailable`` (``authority.verifier.status.StatusUnavailable``)."""
 
     def __init__(self, reason: Reason, description: str | None = None):
         self.reason: Reason = reason

@@ -12,7 +12,9 @@ Two visible steps, as in RFC 7515 section 5.2 then RFC 9068 section 4:
    crypto), then the signature with the key of that ``kid``, whose algorithm must be the
    header's (``verify_signature`` stops here and returns the payload; ``jws.py``);
 2. the claims: ``typ`` at+jwt (checked with the header), ``iss`` exact, ``aud``,
-   ``exp``/``nbf``/``iat`` numeric with leeway, the other RFC 9068 claims present.
+   ``exp``/``nbf``/``iat`` numeric with leeway, the other RFC 9068 claims present;
+3. the token's status, when it has a ``status.status_list`` claim (``status.py``):
+   ``revoked`` or ``status_unavailable``. A token without one is accepted as before.
 
 Importing this loads only the standard library and ``cryptography``. Framework glue is in
 ``authority.verifier.asgi`` and ``authority.verifier.litestar``.
@@ -29,6 +31,7 @@ from authority.verifier.cache import CachePolicy, Fetch, KeyCache, urllib_fetch
 from authority.verifier.jose import InvalidToken, shown
 from authority.verifier.jwks import parse_jwks
 from authority.verifier.jws import check_header, check_signature, parse_access_token, split
+from authority.verifier.status import StatusLists
 
 # RFC 9068 section 2.2: every access token of the profile carries these.
 REQUIRED_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
@@ -43,6 +46,10 @@ class Verifier:
     oauth-authorization-server``; fetched keys are cached per ``cache``
     (``CachePolicy``). ``fetch`` replaces the HTTP client (default: ``urllib``).
     ``clock`` gives the time in seconds since the epoch. Thread-safe.
+
+    ``check_status`` (default) looks tokens up in their token status list;
+    ``status_fail_open`` accepts them (logging once per outage) when no usable list
+    can be had, instead of raising ``StatusUnavailable``.
     """
 
     def __init__(
@@ -56,6 +63,8 @@ class Verifier:
         cache: CachePolicy | None = None,
         fetch: Fetch | None = None,
         clock: Callable[[], float] = time.time,
+        check_status: bool = True,
+        status_fail_open: bool = False,
     ):
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
@@ -76,6 +85,7 @@ class Verifier:
         self.audiences = audiences
         self.leeway = leeway
         self._clock = clock
+        policy = cache or CachePolicy()
         self._cache = KeyCache(
             issuer=issuer,
             jwks_url=jwks_url,
@@ -83,8 +93,18 @@ class Verifier:
             fixed=parse_jwks(jwks) if jwks is not None else None,
             fetch=fetch or urllib_fetch,
             clock=clock,
-            policy=cache or CachePolicy(),
+            policy=policy,
         )
+        self._status = StatusLists(
+            issuer=issuer,
+            keys=self._cache,
+            fetch=fetch or urllib_fetch,
+            clock=clock,
+            policy=policy,
+            leeway=leeway,
+            fail_open=status_fail_open,
+        )
+        self.check_status = check_status
 
     @property
     def kids(self) -> frozenset[str]:
@@ -98,6 +118,11 @@ class Verifier:
     async def aload_keys(self) -> None:
         await self._cache.aload()
 
+    def status_list_age(self, uri: str) -> float | None:
+        """Seconds since the status list at ``uri`` was last fetched or revalidated
+        (None before the first fetch): a metric of how late a revocation may be seen."""
+        return self._status.age(uri)
+
     # --- the two steps -------------------------------------------------------------
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
@@ -110,6 +135,8 @@ class Verifier:
             key = self._cache.get(parsed.kid, now)
         check_signature(key, parsed.alg, parsed.signature, parsed.signing_input)
         self._check_claims(parsed.claims, now)
+        if self.check_status and "status" in parsed.claims:
+            self._status.check(parsed.claims, now)
         return parsed.claims
 
     async def averify(self, token: str | bytes) -> dict[str, Any]:
@@ -122,6 +149,8 @@ class Verifier:
             key = await self._cache.aget(parsed.kid, now)
         check_signature(key, parsed.alg, parsed.signature, parsed.signing_input)
         self._check_claims(parsed.claims, now)
+        if self.check_status and "status" in parsed.claims:
+            await self._status.acheck(parsed.claims, now)
         return parsed.claims
 
     def verify_signature(self, token: str | bytes) -> bytes:
