@@ -126,6 +126,10 @@ class JwksServer:
         self.redirect_to = ""
         self.redirect_status = 302
         self.requests: Counter[str] = Counter()
+        # Other paths served as they are (a token status list), with their own mode
+        # when ``extra_mode`` is set.
+        self.extra: dict[str, bytes] = {}
+        self.extra_mode: str | None = None
         self.not_modified = 0
         self.lock = threading.Lock()
         self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -148,8 +152,11 @@ class JwksServer:
             time.sleep(0.005)
 
     def body(self, path: str) -> bytes:
-        if self.mode == "garbage":
+        mode = self.extra_mode if path in self.extra and self.extra_mode else self.mode
+        if mode == "garbage":
             return b"<html>502 Bad Gateway</html>"
+        if path in self.extra:
+            return self.extra[path]
         if path == METADATA_PATH:
             return json.dumps({"issuer": self.issuer, "jwks_uri": self.url + JWKS_PATH}).encode()
         if self.mode == "empty":
@@ -169,6 +176,8 @@ class JwksServer:
                 with server.lock:  # what is answered is decided on arrival
                     server.requests[self.path] += 1
                     mode, delay = server.mode, server.delay
+                    if self.path in server.extra and server.extra_mode:
+                        mode = server.extra_mode
                     body = server.body(self.path)
                 if mode == "slow":
                     time.sleep(delay)
@@ -182,7 +191,7 @@ class JwksServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                if mode == "error" or self.path not in (JWKS_PATH, METADATA_PATH):
+                if mode == "error" or self.path not in (JWKS_PATH, METADATA_PATH, *server.extra):
                     self.send_response(500 if mode == "error" else 404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
