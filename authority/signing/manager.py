@@ -24,6 +24,7 @@ from authority.signing.keys import (
     decrypt,
     generate,
     prove_passphrase,
+    refuse_mixed_store,
     refuse_plain_keys,
 )
 from authority.signing.records import (
@@ -63,7 +64,9 @@ async def _fresh(
     store: KeyStore, settings: Settings, size: int, proven: Proven, now: float
 ) -> KeyRecord:
     """A new key, made once the passphrase is proven to open the stored ones."""
-    await _prove(await store.load(), settings, proven)
+    records = await store.load()
+    await _prove(records, settings, proven)
+    refuse_mixed_store(records, settings.key_passphrase)
     return await asyncio.to_thread(generate, size, settings.key_passphrase, 0.0, now)
 
 
