@@ -78,13 +78,15 @@ async def rotate(
     size: int | None = None,
     clock: Clock = system_clock,
     trail: KeyAudit | None = None,
+    proven: Proven | None = None,
 ) -> RotateResult:
     """Publish a new ``next`` key (or with ``now_``, make one ``current`` at once).
 
     A pending ``next`` key makes a plain rotation a no-op, and ``--now`` promotes it
     instead of generating another, so two rotations at once never stack up keys.
+    ``proven``: keys already opened by this process's passphrase (see ``_prove``).
     """
-    proven: Proven = set()
+    proven = set() if proven is None else proven
     fresh = await _fresh(store, settings, size or settings.key_size, proven, clock())
     async with store.transaction() as tx:
         now = clock()
@@ -132,10 +134,11 @@ async def revoke(
     kid: str,
     clock: Clock = system_clock,
     trail: KeyAudit | None = None,
+    proven: Proven | None = None,
 ) -> RotateResult | None:
     """Remove a key now. Revoking the ``current`` key first puts another in its place,
     so the store is never left without a signer and a retired key never signs again."""
-    proven: Proven = set()
+    proven = set() if proven is None else proven
     fresh = await _fresh(store, settings, settings.key_size, proven, clock())
     async with store.transaction() as tx:
         now = clock()
