@@ -96,7 +96,11 @@ def authenticates(
 
 
 def new_client_id() -> str:
-    return secrets.token_urlsafe(16)
+    """128 random bits, base64url, never beginning with "-" (ids are typed as command
+    arguments, where a leading dash reads as an option)."""
+    while (client_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return client_id
 
 
 def new_secret() -> str:
@@ -111,6 +115,8 @@ def name_problem(name: str) -> str | None:
         return "a client name cannot hold control characters"
     if name != name.strip():
         return "a client name cannot begin or end with a space"
+    if name.startswith("-"):
+        return "a client name cannot begin with '-' (commands would read it as an option)"
     return None
 
 

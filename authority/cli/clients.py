@@ -34,6 +34,7 @@ from authority.accounts.clients import (
     set_client_active,
 )
 from authority.cli.common import (
+    DASHED_ARGUMENT,
     CommandError,
     console,
     json_option,
@@ -208,7 +209,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
 
         run_command(as_json, with_database(body), show)
 
-    @clients.command("show")
+    @clients.command("show", context_settings=DASHED_ARGUMENT)
     @click.argument("name")
     @json_option
     def clients_show(name: str, as_json: bool) -> None:
@@ -219,7 +220,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
 
         run_command(as_json, with_database(body), show_fields)
 
-    @clients.command("rotate-secret")
+    @clients.command("rotate-secret", context_settings=DASHED_ARGUMENT)
     @click.argument("name")
     @click.option(
         "--overlap",
@@ -257,7 +258,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
 
         run_command(as_json, with_database(body), show)
 
-    @clients.command("disable")
+    @clients.command("disable", context_settings=DASHED_ARGUMENT)
     @click.argument("name")
     @json_option
     def clients_disable(name: str, as_json: bool) -> None:
@@ -271,7 +272,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
 
         run_command(as_json, with_database(body), show_fields)
 
-    @clients.command("enable")
+    @clients.command("enable", context_settings=DASHED_ARGUMENT)
     @click.argument("name")
     @json_option
     def clients_enable(name: str, as_json: bool) -> None:
@@ -284,7 +285,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
 
         run_command(as_json, with_database(body), show_fields)
 
-    @clients.command("delete")
+    @clients.command("delete", context_settings=DASHED_ARGUMENT)
     @click.argument("name")
     @json_option
     def clients_delete(name: str, as_json: bool) -> None:

@@ -47,6 +47,12 @@ def reported(as_json: bool) -> Iterator[None]:
         fail([str(exc)], as_json)
 
 
+# For commands whose argument is an id that may begin with "-" (a kid is base64url):
+# ``keys revoke -MRy…`` is the kid, not an unknown option -M (a typo'd option still
+# fails, as an unexpected extra argument).
+DASHED_ARGUMENT: dict[str, Any] = {"ignore_unknown_options": True}
+
+
 class CommandGroup(click.Group):
     """The ``authority`` group: usage errors (an unknown option, a bad value) are one
     line and exit status 1 like every other error, ``{"error": ...}`` under --json;

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from authority.cli.common import (
+    DASHED_ARGUMENT,
     CommandError,
     arun,
     console,
@@ -178,7 +179,7 @@ def keys_rotate(now_: bool, size: str | None, as_json: bool) -> None:
     run_command(as_json, _key_step(body, create_directory=True), show)
 
 
-@keys.command("revoke")
+@keys.command("revoke", context_settings=DASHED_ARGUMENT)
 @click.argument("kid")
 @json_option
 def keys_revoke(kid: str, as_json: bool) -> None:

@@ -95,6 +95,22 @@ def prove_passphrase(
         proven.add((record.kid, record.private_pem))
 
 
+def refuse_mixed_store(records: Iterable[KeyRecord], passphrase: str | None) -> None:
+    """Before a new key is written: with ``KEY_PASSPHRASE`` set, every stored key must
+    be encrypted too. Else the new key would need the passphrase and the old ones not,
+    and a hurried ``AUTHORITY_KEY_PASSPHRASE=…`` on one command would leave a store
+    that only loads with it; ``keys encrypt`` is how a store starts being encrypted."""
+    if not passphrase:
+        return  # without it, the new key is plain and prove_passphrase opens the rest
+    plain = sorted(r.kid for r in records if not r.encrypted)
+    if plain:
+        raise KeyStoreError(
+            f"key {plain[0]} is stored unencrypted but AUTHORITY_KEY_PASSPHRASE is set: "
+            "nothing was changed (run `authority keys encrypt` first to encrypt every "
+            "key, or unset AUTHORITY_KEY_PASSPHRASE)"
+        )
+
+
 def refuse_plain_keys(records: list[KeyRecord], where: str) -> None:
     """Production keeps every private key encrypted at rest (README, "Signing keys"):
     a key made without ``KEY_PASSPHRASE`` (in development, say) is refused, not used."""

@@ -24,6 +24,7 @@ from authority.signing.keys import (
     decrypt,
     generate,
     prove_passphrase,
+    refuse_mixed_store,
     refuse_plain_keys,
 )
 from authority.signing.records import (
@@ -63,7 +64,9 @@ async def _fresh(
     store: KeyStore, settings: Settings, size: int, proven: Proven, now: float
 ) -> KeyRecord:
     """A new key, made once the passphrase is proven to open the stored ones."""
-    await _prove(await store.load(), settings, proven)
+    records = await store.load()
+    await _prove(records, settings, proven)
+    refuse_mixed_store(records, settings.key_passphrase)
     return await asyncio.to_thread(generate, size, settings.key_passphrase, 0.0, now)
 
 
@@ -75,13 +78,15 @@ async def rotate(
     size: int | None = None,
     clock: Clock = system_clock,
     trail: KeyAudit | None = None,
+    proven: Proven | None = None,
 ) -> RotateResult:
     """Publish a new ``next`` key (or with ``now_``, make one ``current`` at once).
 
     A pending ``next`` key makes a plain rotation a no-op, and ``--now`` promotes it
     instead of generating another, so two rotations at once never stack up keys.
+    ``proven``: keys already opened by this process's passphrase (see ``_prove``).
     """
-    proven: Proven = set()
+    proven = set() if proven is None else proven
     fresh = await _fresh(store, settings, size or settings.key_size, proven, clock())
     async with store.transaction() as tx:
         now = clock()
@@ -129,10 +134,11 @@ async def revoke(
     kid: str,
     clock: Clock = system_clock,
     trail: KeyAudit | None = None,
+    proven: Proven | None = None,
 ) -> RotateResult | None:
     """Remove a key now. Revoking the ``current`` key first puts another in its place,
     so the store is never left without a signer and a retired key never signs again."""
-    proven: Proven = set()
+    proven = set() if proven is None else proven
     fresh = await _fresh(store, settings, settings.key_size, proven, clock())
     async with store.transaction() as tx:
         now = clock()

@@ -74,8 +74,23 @@ def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
             "response_types_supported": ["none"],
         }
     )
-    document.validate()
+    _validate(document)
     return dict(document)
+
+
+def _validate(document: AuthorizationServerMetadata) -> None:
+    """Authlib's RFC 8414 checks of our own document. RFC 8414 wants https URLs, and
+    Authlib allows plain http for loopback hosts only; a development issuer may be any
+    ``http://`` host (a container's name, say), which production refuses at startup
+    (``Settings.production_problems``). So the scheme is the settings' to check, and
+    everything else is checked here on an https copy, never a 500 for a dev issuer."""
+    secure = {
+        name: "https://" + value.removeprefix("http://")
+        if isinstance(value, str) and value.startswith("http://")
+        else value
+        for name, value in document.items()
+    }
+    AuthorizationServerMetadata(secure).validate()
 
 
 def discovery_handlers(

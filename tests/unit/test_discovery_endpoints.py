@@ -235,3 +235,20 @@ async def test_ready_names_the_failed_check_but_not_the_drivers_error(
     assert ready.json()["checks"]["database"] == "unavailable"
     assert "db.internal" not in ready.text
     assert any(detail in r.getMessage() for r in caplog.records)
+
+
+async def test_metadata_of_a_plain_http_development_issuer_on_any_host(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Authlib accepts http for loopback hosts only; a development issuer such as a
+    container's name is served as given, not answered with a 500."""
+    settings = make_settings(issuer="http://authority.internal:8000")
+    await asyncio.to_thread(upgrade, settings.database_url)
+    settings.keys_dir.mkdir()
+    await ensure_key(FileKeyStore(settings.keys_dir), settings)
+    async with AsyncTestClient(create_app(settings)) as client:
+        response = await client.get("/.well-known/oauth-authorization-server")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["issuer"] == "http://authority.internal:8000"
+    assert document["token_endpoint"] == "http://authority.internal:8000/oauth/token"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def listed(env: dict[str, str]) -> list[dict[str, object]]:
     assert code == 0, err
     rows: list[dict[str, object]] = json.loads(out)
     return rows
+
+
+async def add_encrypted_key(env: dict[str, str], passphrase: str) -> None:
+    from authority.signing.keys import generate
+    from tests.helpers.stores import open_store, settings_of
+
+    now = time.time()
+    record = generate(2048, passphrase, now + 3600, now)  # a next key, listed second
+    async with open_store(settings_of(env)) as store, store.transaction() as tx:
+        await tx.add(record)
 
 
 def set_up(env: dict[str, str]) -> str:
@@ -112,11 +123,12 @@ def test_setup_does_not_add_the_first_current_key_under_a_wrong_passphrase(
 def test_keys_encrypt_refuses_before_its_first_step_when_a_key_does_not_open(
     env: dict[str, str],
 ) -> None:
-    """One key not encrypted, then one under ``RIGHT``: ``keys encrypt`` under ``WRONG``
+    """One key not encrypted, then one under ``RIGHT`` (a store no command makes any
+    more, written here through the store itself): ``keys encrypt`` under ``WRONG``
     without the old passphrase must not encrypt the first before failing on the second."""
     code, _, err = run(env, "setup", passphrase=None)
     assert code == 0, err
-    assert run(env, "keys", "rotate", "--now")[0] == 0
+    asyncio.run(add_encrypted_key(env, RIGHT))
     before = listed(env)
     assert [row["encrypted"] for row in before] == [False, True]
     code, _, err = run(env, "keys", "encrypt", passphrase=WRONG)
@@ -176,3 +188,27 @@ async def test_the_server_does_not_rotate_under_a_passphrase_that_no_longer_open
     assert len(await store.load()) == 1
     assert manager.problem is not None
     assert "AUTHORITY_KEY_PASSPHRASE does not open the stored key" in manager.problem
+
+
+def test_a_passphrase_given_to_a_store_of_plain_keys_is_refused_until_keys_encrypt(
+    env: dict[str, str],
+) -> None:
+    """A hurried ``AUTHORITY_KEY_PASSPHRASE=… keys rotate`` on a store made without
+    one would write the only key that needs it; ``keys encrypt`` encrypts them all."""
+    code, out, err = run(env, "setup", "--json", passphrase=None)
+    assert code == 0, err
+    kid = json.loads(out)["created_key"]
+    before = listed(env)
+    code, out, err = run(env, "keys", "rotate", passphrase=RIGHT)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: key {kid} is stored unencrypted but AUTHORITY_KEY_PASSPHRASE is set: "
+        "nothing was changed (run `authority keys encrypt` first to encrypt every key, "
+        "or unset AUTHORITY_KEY_PASSPHRASE)\n"
+    )
+    assert listed(env) == before
+    code, _, err = run(env, "keys", "encrypt", passphrase=RIGHT)
+    assert code == 0, err
+    code, _, err = run(env, "keys", "rotate", passphrase=RIGHT)
+    assert code == 0, err
+    assert len(listed(env)) == 2
