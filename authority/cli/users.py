@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -21,6 +20,7 @@ from authority.cli.common import (
     json_option,
     reported,
     run_command,
+    when,
     with_database,
 )
 from authority.sessions.lifecycle import (
@@ -45,11 +45,6 @@ def read_password(from_stdin: bool) -> str:
     if not sys.stdin.isatty():
         raise CommandError("no terminal to ask for the password: give it with --password-stdin")
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
-
-
-def iso(timestamp: float) -> str:
-    """ISO 8601, UTC, to the second."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 @users.command("create")
@@ -101,7 +96,7 @@ def users_list(as_json: bool) -> None:
                 "username": u.username,
                 "email": u.email,
                 "active": u.is_active,
-                "date_joined": iso(u.date_joined),
+                "date_joined": when(u.date_joined),
                 "sessions": counts.get(u.id, 0),
             }
             for u in found
@@ -204,8 +199,8 @@ def users_sessions(username: str, as_json: bool) -> None:
             {
                 "id": s.id,
                 "client_id": s.client_id,
-                "created_at": iso(s.created_at),
-                "last_used_at": iso(s.last_used_at),
+                "created_at": when(s.created_at),
+                "last_used_at": when(s.last_used_at),
                 "address": s.address,
                 "user_agent": s.user_agent,
             }

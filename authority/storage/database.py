@@ -29,7 +29,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-AFTER_COMMIT = "authority_after_commit"  # Connection.info key, see ``after_commit``
+# The actions of the transaction being run (``after_commit``): a context variable, not
+# the connection's ``info``, which an outage may make unreadable (a 500 instead of 503).
+_after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "authority_after_commit", default=None
+)
 P = ParamSpec("P")
 T = TypeVar("T")
 Work = Callable[Concatenate[Connection, P], T]
@@ -155,12 +159,13 @@ class Database:
                 context = contextvars.copy_context()
                 return await loop.run_in_executor(executor, context.run, _transaction, engine, work)
             pending: list[Callable[[], None]] = []
-            async with self.engine.begin() as conn:
-                try:
+            token = _after_commit.set(pending)
+            try:
+                async with self.engine.begin() as conn:
                     result = await conn.run_sync(work)
-                finally:
-                    pending = conn.sync_connection.info.pop(AFTER_COMMIT, [])  # type: ignore[union-attr]
-            _run_after_commit(pending)
+            finally:
+                _after_commit.reset(token)
+            _run_after_commit(pending)  # only reached once the transaction has committed
             return result
         except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not is_outage(exc):
@@ -185,8 +190,13 @@ class Database:
 
 def after_commit(conn: Connection, action: Callable[[], None]) -> None:
     """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
-    never if it rolls back. For what must not be said before it is true (audit lines)."""
-    conn.info.setdefault(AFTER_COMMIT, []).append(action)
+    never if it rolls back. For what must not be said before it is true (audit lines).
+    Outside ``Database`` (a caller's own engine) it runs at once."""
+    pending = _after_commit.get()
+    if pending is None:
+        action()
+    else:
+        pending.append(action)
 
 
 def _run_after_commit(actions: list[Callable[[], None]]) -> None:
@@ -195,12 +205,14 @@ def _run_after_commit(actions: list[Callable[[], None]]) -> None:
 
 
 def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """On the writer or a reader thread, in a copy of the caller's context."""
     pending: list[Callable[[], None]] = []
-    with engine.begin() as conn:
-        try:
+    token = _after_commit.set(pending)
+    try:
+        with engine.begin() as conn:
             result = work(conn)
-        finally:
-            pending = conn.info.pop(AFTER_COMMIT, [])
+    finally:
+        _after_commit.reset(token)
     _run_after_commit(pending)  # only reached once the transaction has committed
     return result
 

@@ -314,7 +314,11 @@ def test_sigkill_at_any_moment_of_a_lifecycle_step_leaves_exactly_one_current_ke
 
     # The kills proved something: the children got work done between starts, and
     # many kills landed while a step held the lock, mid-write.
-    assert sum(k.steps for k in kills) >= KILLS, kills
+    # (A targeted kill waits for the n-th lock, 1 <= n <= 5, so it follows n - 1 steps
+    # at least when each step takes the lock once; half that leaves room for a slow
+    # machine's untargeted kills landing before any step.)
+    assert sum(k.steps for k in kills) >= KILLS // 2, kills
+    assert max(k.steps for k in kills) >= 3, kills
     locked = sum(k.locked for k in kills)
     assert locked >= KILLS // 4, (
         f"only {locked} of {KILLS} kills landed inside a transaction "

@@ -1,6 +1,7 @@
 """Standard OAuth and JOSE libraries against a real ``authority serve`` process
 (README, "HTTP API" and "Tokens"): Authlib's httpx client obtains, refreshes, introspects and
-revokes tokens; PyJWT and joserfc verify the access tokens with the served JWKS.
+revokes tokens; PyJWT, joserfc and (in Node.js) panva's jose verify the access tokens with
+the served JWKS.
 
 The server runs with a reuse grace of 0, so that a rotated refresh token is refused
 at once.
@@ -24,6 +25,7 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
 from tests.helpers.deployment import PASSWORD, USERNAME, Client, Deployment, database, provision
+from tests.helpers.node import run_node_json
 from tests.helpers.processes import Server
 
 with warnings.catch_warnings():
@@ -282,3 +284,28 @@ def test_revoking_a_refresh_token_revokes_its_family_whose_access_tokens_then_in
 
         assert introspect(client, authority, other["access_token"])["active"] is True
         assert introspect(client, authority, other["refresh_token"])["active"] is True
+
+
+def test_panva_jose_in_node_verifies_access_tokens_with_the_served_jwks(
+    authority: Authority,
+) -> None:
+    with authority.oauth_client() as client:
+        user_token = authority.login(client)["access_token"]
+    client_token = authority.client_token()
+    results = run_node_json(
+        "jose_verify.mjs",
+        authority.issuer,
+        AUDIENCE,
+        client_token,
+        user_token,
+        tampered(user_token),
+    )
+    accepted, user, forged = results
+    assert accepted["ok"], accepted
+    assert accepted["alg"] == "RS256"
+    assert_rfc9068(accepted["claims"], authority, sub=authority.client.client_id, username=None)
+    assert user["ok"], user
+    assert_rfc9068(
+        user["claims"], authority, sub=str(authority.deployment.user_id), username=USERNAME
+    )
+    assert forged == {"ok": False, "code": "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"}

@@ -5,8 +5,6 @@ with filters, and pruned in batches. On both backends."""
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -15,26 +13,13 @@ from sqlalchemy import Connection, func, select
 from authority.storage import audit
 from authority.storage.database import Database
 from authority.storage.tables import AuditEvent
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[dict[str, object]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage())["audit"])
+from tests.helpers.log_lines import Lines, caught
 
 
 @pytest.fixture
 def audit_lines() -> Iterator[Lines]:
-    logger = logging.getLogger("authority.audit")
-    handler, level = Lines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with caught("authority.audit") as lines:
+        yield lines
 
 
 def count(conn: Connection) -> int:
@@ -80,8 +65,11 @@ def test_an_event_is_stored_and_logged_after_commit_with_the_request(
     assert login["user_id"] == 7
     assert login["detail"] == {"delivery": "cookie"}
     assert events[0]["request_id"] is None  # outside a request (the CLI)
-    assert [line["type"] for line in audit_lines.lines] == ["login.succeeded", "key.created"]
-    assert audit_lines.lines[0]["request_id"] == "req-1"
+    assert [line["audit"]["type"] for line in audit_lines.lines] == [
+        "login.succeeded",
+        "key.created",
+    ]
+    assert audit_lines.lines[0]["audit"]["request_id"] == "req-1"
 
 
 def test_a_rolled_back_event_is_neither_stored_nor_logged(
@@ -99,7 +87,7 @@ def test_a_rolled_back_event_is_neither_stored_nor_logged(
             await db.dispose()
 
     assert asyncio.run(scenario()) == 1
-    assert [line["type"] for line in audit_lines.lines] == ["user.enabled"]
+    assert [line["audit"]["type"] for line in audit_lines.lines] == ["user.enabled"]
 
 
 def test_an_unknown_type_is_refused(migrated_url: str) -> None:

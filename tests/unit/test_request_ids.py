@@ -4,8 +4,6 @@ audit events and sessions see the request's id and address through ``current_req
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +13,7 @@ from litestar.testing import TestClient
 
 from authority.storage.audit import current_request
 from authority.web.requests import RequestLog
+from tests.helpers.log_lines import Lines, caught
 
 
 @get("/items/{item_id:int}", sync_to_thread=False)
@@ -30,29 +29,10 @@ def make_app() -> Litestar:
     return app
 
 
-class Lines(logging.Handler):
-    """The access log's lines, caught on its own logger: Litestar's startup
-    reconfigures the root logger, which drops pytest's caplog handler."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[dict[str, object]] = []
-        self.text = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.text += record.getMessage()
-        self.lines.append(json.loads(record.getMessage()))
-
-
 @pytest.fixture
 def access() -> Iterator[Lines]:
-    logger = logging.getLogger("authority.access")
-    handler, level = Lines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with caught("authority.access") as lines:
+        yield lines
 
 
 def test_a_sane_client_id_is_kept_and_seen_by_the_handler(access: Lines) -> None:
