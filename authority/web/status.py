@@ -15,7 +15,12 @@ from authority.status.publisher import MEDIA_TYPE, STATUS_PATH, Published, Statu
 from authority.web.http import SKIP_METRICS, UNAVAILABLE, etag_matches
 
 STATUS_RESPONSES = {
-    200: ResponseSpec(str, description="the status list token (JWS compact)"),
+    200: ResponseSpec(
+        str,
+        description="the status list token (JWS compact)",
+        media_type=MEDIA_TYPE,
+        generate_examples=False,
+    ),
     304: ResponseSpec(None, description="If-None-Match matches the ETag: not modified"),
     **UNAVAILABLE,
 }
