@@ -44,6 +44,7 @@ from authority.cli.common import (
 )
 from authority.sessions.families import revoke_client_families
 from authority.settings import Settings
+from authority.status.store import set_client_bits
 from authority.storage import audit
 from authority.storage.database import Database
 
@@ -328,9 +329,12 @@ def _rotate(
 
 
 def _disable(conn: Connection, client: ClientRecord, now: float) -> int:
-    """The client is disabled and its families revoked together; their count."""
+    """The client is disabled and its families revoked together, its access tokens'
+    status bits set (those of its ``client_credentials`` tokens too); the families'
+    count."""
     if set_client_active(conn, client.client_id, False):
         _event(conn, "client.disabled", client, now)
+    set_client_bits(conn, client.client_id, now)
     return revoke_client_families(conn, client.client_id, "client_disabled", now)
 
 
@@ -340,5 +344,10 @@ def _enable(conn: Connection, client: ClientRecord, now: float) -> None:
 
 
 def _delete(conn: Connection, client: ClientRecord, now: float) -> None:
+    """The client's access tokens' status bits are set before its families go with it
+    (disabled first: its row locked against a concurrent ``record_client_tokens``)."""
+    set_client_active(conn, client.client_id, False)
+    set_client_bits(conn, client.client_id, now)
+    revoke_client_families(conn, client.client_id, "client_deleted", now)
     if delete_client(conn, client.client_id):
         _event(conn, "client.deleted", client, now)

@@ -33,7 +33,7 @@ async def handle(
         client_id=client.client_id,
         scope=scope,
         audience=audience,
-        status_idx=await auth.status.allocate(),
+        status_idx=await auth.status.allocate_for_client(client.client_id),
     )
     metrics.TOKENS_ISSUED.labels(GRANT_TYPE).inc()
     return bearer(token.token, auth.signer.ttl, scope, None)

@@ -38,6 +38,8 @@ class StatusIndexSource(Protocol):
 
     async def allocate(self) -> int: ...
 
+    async def allocate_for_client(self, client_id: str) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Authority:

@@ -1,16 +1,25 @@
 """Each replica's status list indexes: handed out from a leased block in memory, so
 issuing a token costs no database statement; one short transaction leases the next
 block every ``STATUS_BLOCK_SIZE`` tokens or ``BLOCK_USE`` seconds
-(``authority.status.store``)."""
+(``authority.status.store``).
+
+The indexes of ``client_credentials`` tokens are kept with their client and written in
+one batch a second (``flush``), so that disabling the client can set their bits."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from authority.clock import Clock
 from authority.settings import STATUS_BLOCK_SIZE, Settings
-from authority.status.store import BLOCK_USE, block_hold, lease_block
+from authority.status.store import BLOCK_USE, block_hold, lease_block, record_client_tokens
 from authority.storage.database import Database
+
+log = logging.getLogger("authority.status")
+
+# How often the indexes of ``client_credentials`` tokens are written (s).
+FLUSH = 1.0
 
 
 class StatusIndexes:
@@ -26,6 +35,7 @@ class StatusIndexes:
         self._end = 0
         self._leased_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._client_tokens: list[tuple[int, str]] = []
 
     def _take(self, now: float) -> int | None:
         if self._next < self._end and now - self._leased_at < BLOCK_USE:
@@ -47,3 +57,31 @@ class StatusIndexes:
             start = await self._db.write(lease_block, now, self._size, self._hold)
             self._next, self._end, self._leased_at = start + 1, start + STATUS_BLOCK_SIZE, now
             return start
+
+    async def allocate_for_client(self, client_id: str) -> int:
+        """An index for a ``client_credentials`` token of ``client_id``, remembered with
+        its client until the next ``flush``."""
+        idx = await self.allocate()
+        self._client_tokens.append((idx, client_id))
+        return idx
+
+    async def flush(self) -> int:
+        """Write the client tokens' indexes remembered so far; how many bits that set
+        (those of clients disabled meanwhile)."""
+        tokens, self._client_tokens = self._client_tokens, []
+        if not tokens:
+            return 0
+        try:
+            return await self._db.write(record_client_tokens, tokens, self._clock())
+        except BaseException:
+            self._client_tokens[:0] = tokens  # kept for the next flush
+            raise
+
+    async def run(self) -> None:
+        """Background loop: ``flush`` every ``FLUSH`` seconds."""
+        while True:
+            await asyncio.sleep(FLUSH)
+            try:
+                await self.flush()
+            except Exception:  # the loop must outlive any one bad write
+                log.exception("writing client tokens' status indexes failed")

@@ -13,6 +13,12 @@ that sets it, and ``status_state.version`` grows with it: each replica polls tha
 version and rebuilds its list when it changed. A family's tokens are found through
 ``refresh_tokens.status_idx`` (written with the refresh token, no statement more), and
 only while their block's lease is the one they were issued under.
+
+A ``client_credentials`` token belongs to no family: its index and client are rows of
+``status_client_tokens``, written by each replica in one batch a second
+(``record_client_tokens``), never by the token request. Disabling or deleting the client
+sets their bits (``set_client_bits``); a batch written after that sets its own bits when
+its client is no longer active, so a token issued from a stale client cache is caught.
 """
 
 from __future__ import annotations
@@ -20,20 +26,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, Float, Select, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from authority.settings import STATUS_BLOCK_SIZE
 from authority.storage.tables import (
+    Client,
     RevokedAccessToken,
     StatusBlock,
+    StatusClientToken,
     StatusRevoked,
     StatusState,
 )
 
 # The longest a replica issues from one block: bounds how long a block stays busy.
 BLOCK_USE = 60.0
+# ``client_credentials`` tokens written per statement (SQLite's bound parameters).
+BATCH = 400
 
 
 class StatusListFull(Exception):
@@ -62,10 +72,14 @@ def lease_block(conn: Connection, now: float, size: int, hold: float) -> int:
             .values(leased_at=now, reusable_at=now + hold)
         )
         start = free * STATUS_BLOCK_SIZE
-        cleared = conn.execute(
-            delete(StatusRevoked).where(
-                StatusRevoked.idx >= start, StatusRevoked.idx < start + STATUS_BLOCK_SIZE
+        end = start + STATUS_BLOCK_SIZE
+        conn.execute(
+            delete(StatusClientToken).where(
+                StatusClientToken.idx >= start, StatusClientToken.idx < end
             )
+        )
+        cleared = conn.execute(
+            delete(StatusRevoked).where(StatusRevoked.idx >= start, StatusRevoked.idx < end)
         ).rowcount
         if cleared:
             conn.execute(StatusState.bump())
@@ -98,6 +112,69 @@ def revoke_index(conn: Connection, idx: int, issued_at: float, now: float) -> bo
     if added:
         conn.execute(StatusState.bump())
     return bool(added)
+
+
+def index_revoked(conn: Connection, idx: int, issued_at: float) -> bool:
+    """Whether the bit of the token issued at ``issued_at`` holding ``idx`` is set: what
+    the list says of it (introspection agrees with the list through this)."""
+    row = conn.execute(
+        select(StatusBlock.leased_at)
+        .join(StatusRevoked, StatusRevoked.idx == idx)
+        .where(StatusBlock.slot == idx // STATUS_BLOCK_SIZE)
+    ).first()
+    return row is not None and row.leased_at < issued_at + 1
+
+
+def record_client_tokens(conn: Connection, tokens: list[tuple[int, str]], now: float) -> int:
+    """Write a batch of ``(idx, client_id)`` of ``client_credentials`` tokens; the bits of
+    those whose client is disabled or deleted by now are set. How many were set.
+
+    The clients' rows are read ``FOR SHARE``: a disabling that committed first is seen,
+    and one that comes later waits for this batch, whose rows its own statement sees."""
+    set_ = 0
+    for at in range(0, len(tokens), BATCH):
+        chunk = tokens[at : at + BATCH]
+        rows = [{"idx": idx, "client_id": client_id} for idx, client_id in chunk]
+        conn.execute(_insert(conn, StatusClientToken).values(rows).on_conflict_do_nothing())
+        active = set(
+            conn.execute(
+                select(Client.client_id)
+                .where(Client.client_id.in_({c for _, c in chunk}), Client.is_active)
+                .with_for_update(read=True)
+            ).scalars()
+        )
+        gone = [idx for idx, client_id in chunk if client_id not in active]
+        if gone:
+            set_ += _set_bits(
+                conn,
+                select(StatusClientToken.idx, literal(now, Float)).where(
+                    StatusClientToken.idx.in_(gone)
+                ),
+            )
+    return set_
+
+
+def set_client_bits(conn: Connection, client_id: str, now: float) -> int:
+    """Set the bits of the client's ``client_credentials`` tokens written so far (all
+    from their block's current lease: a new lease clears its rows); how many were new."""
+    return _set_bits(
+        conn,
+        select(StatusClientToken.idx, literal(now, Float)).where(
+            StatusClientToken.client_id == client_id
+        ),
+    )
+
+
+def _set_bits(conn: Connection, rows: Select[Any]) -> int:
+    inserted = _insert(conn, StatusRevoked).from_select(["idx", "revoked_at"], rows)
+    added = int(conn.execute(inserted.on_conflict_do_nothing()).rowcount)
+    if added:
+        conn.execute(StatusState.bump())
+    return added
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def version(conn: Connection) -> int:

@@ -188,6 +188,17 @@ class StatusRevoked(Base):
     revoked_at: Mapped[float] = mapped_column(Float)
 
 
+class StatusClientToken(Base):
+    """The status list index of a ``client_credentials`` token and the client it was
+    issued to (``authority.status.indexes`` writes them in batches, once a second), so
+    that disabling or deleting the client sets their bits. Cleared with the block."""
+
+    __tablename__ = "status_client_tokens"
+
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+
+
 class StatusState(Base):
     """One row: its version grows with every change of the list; replicas poll it."""
 

@@ -74,6 +74,7 @@ def create_app(
         raise RuntimeError("; ".join(problems))
     db = Database(settings.database_url)
     keys = KeyManager(make_keystore(settings, db), settings, clock, audit_trail(db, clock))
+    indexes = StatusIndexes(db, settings, clock)
     auth = Authority(
         settings=settings,
         db=db,
@@ -84,7 +85,7 @@ def create_app(
         secret_key=settings.secret_key_bytes(),
         clock=clock,
         clients=ClientCache(),
-        status=StatusIndexes(db, settings, clock),
+        status=indexes,
     )
     publisher = StatusPublisher(db, keys, settings, clock)
 
@@ -97,6 +98,7 @@ def create_app(
             await publisher.sync()
             tasks = [
                 asyncio.create_task(publisher.run(), name="authority-status-list"),
+                asyncio.create_task(indexes.run(), name="authority-status-indexes"),
                 asyncio.create_task(keys.run(), name="authority-keys"),
                 asyncio.create_task(
                     run_pruning(
@@ -115,6 +117,10 @@ def create_app(
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                try:
+                    await indexes.flush()  # the client tokens of the last second
+                except Exception:
+                    log.exception("writing client tokens' status indexes failed")
         finally:
             await db.dispose()
 

@@ -43,6 +43,7 @@ from authority.signing.records import KeyStoreError
 from authority.status.store import (
     access_token_revoked,
     index_of,
+    index_revoked,
     revoke_access_token,
     revoke_index,
 )
@@ -187,16 +188,27 @@ async def _introspect(
         now=now,
         leeway=0,  # the issuer judges its own tokens exactly (RFC 7662 section 2.2)
     )
-    if claims is None or await auth.db.read(access_token_revoked, claims["jti"]):
-        return INACTIVE
-    # Read afresh, not from the client cache: a disabled client's tokens end at once.
-    issued_to = await auth.db.read(get_client, str(claims.get("client_id", "")))
-    if issued_to is None or not issued_to.is_active:
-        return INACTIVE
-    sid = claims.get("sid")
-    if isinstance(sid, str) and not await auth.db.read(session_active, sid):
+    if claims is None or not await auth.db.read(
+        _access_token_active, claims, auth.signer.status_uri
+    ):
         return INACTIVE
     return {"active": True, "token_type": "Bearer", **claims}
+
+
+def _access_token_active(conn: Connection, claims: dict[str, Any], status_uri: str | None) -> bool:
+    """Unrevoked (by ``jti``, and its status list bit: introspection agrees with the
+    list), its client active (read afresh, not from the client cache: a disabled
+    client's tokens end at once), and its session standing."""
+    if access_token_revoked(conn, claims["jti"]):
+        return False
+    idx = index_of(claims, status_uri) if status_uri else None
+    if idx is not None and index_revoked(conn, idx, float(claims["iat"])):
+        return False
+    issued_to = get_client(conn, str(claims.get("client_id", "")))
+    if issued_to is None or not issued_to.is_active:
+        return False
+    sid = claims.get("sid")
+    return not isinstance(sid, str) or session_active(conn, sid)
 
 
 # The token form: grant_type and what the registered grants read, in their order.

@@ -8,16 +8,21 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import Connection
 
+from authority.accounts.clients import create_client, set_client_active
 from authority.settings import STATUS_BLOCK_SIZE, Settings
 from authority.status.indexes import StatusIndexes
 from authority.status.store import (
     BLOCK_USE,
     StatusListFull,
     block_hold,
+    index_revoked,
     lease_block,
+    record_client_tokens,
     revoke_index,
     revoked,
+    set_client_bits,
 )
 from authority.storage.database import Database
 
@@ -104,5 +109,69 @@ async def test_two_replicas_never_share_a_block(migrated_url: str) -> None:
         assert {i // STATUS_BLOCK_SIZE for i in got_a}.isdisjoint(
             {i // STATUS_BLOCK_SIZE for i in got_b}
         )
+    finally:
+        await db.dispose()
+
+
+def _client(conn: Connection, name: str) -> str:
+    return create_client(
+        conn,
+        name=name,
+        secret_hash=b"\0" * 32,
+        grant_types=["client_credentials"],
+        scopes=["read"],
+        audiences=[],
+        now=1000.0,
+    ).client_id
+
+
+async def test_a_client_token_batch_after_the_client_was_disabled_sets_its_own_bits(
+    db: Database,
+) -> None:
+    """``client_credentials`` tokens: disabling sets the bits of the batches written so
+    far; a batch written later (issued from a stale client cache) sets its own."""
+    start = await db.write(lease_block, 1000.0, SIZE, HOLD)
+    svc, other = await db.write(_client, "svc"), await db.write(_client, "other")
+    early = [(start, svc), (start + 1, other)]
+    assert await db.write(record_client_tokens, early, 1001.0) == 0
+    assert (await db.read(revoked))[1] == []
+    await db.write(set_client_active, svc, False)
+    assert await db.write(set_client_bits, svc, 1002.0) == 1
+    assert (await db.read(revoked))[1] == [start]
+    late = [(start + 2, svc), (start + 3, other), (start + 4, "deleted-client")]
+    version, _ = await db.read(revoked)
+    assert await db.write(record_client_tokens, late, 1003.0) == 2
+    later, bits = await db.read(revoked)
+    assert sorted(bits) == [start, start + 2, start + 4]
+    assert later > version
+    assert await db.read(index_revoked, start + 2, 1000.0)
+    assert not await db.read(index_revoked, start + 3, 1000.0)
+
+
+async def test_a_new_lease_forgets_the_client_tokens_of_the_old_one(db: Database) -> None:
+    start = await db.write(lease_block, 1000.0, STATUS_BLOCK_SIZE, HOLD)
+    svc = await db.write(_client, "svc")
+    await db.write(record_client_tokens, [(start + 3, svc)], 1001.0)
+    assert await db.write(lease_block, 1000.0 + HOLD, STATUS_BLOCK_SIZE, HOLD) == start
+    assert await db.write(set_client_bits, svc, 1000.0 + HOLD + 1) == 0
+    assert (await db.read(revoked))[1] == []
+
+
+async def test_a_replica_writes_its_client_tokens_in_one_batch(
+    migrated_url: str,
+) -> None:
+    settings = Settings(database_url=migrated_url, env="test", status_list_size=SIZE)
+    db = Database(migrated_url)
+    try:
+        svc = await db.write(_client, "svc")
+        await db.write(set_client_active, svc, False)
+        indexes = StatusIndexes(db, settings, lambda: 1000.0)
+        got = [await indexes.allocate_for_client(svc) for _ in range(3)]
+        user = await indexes.allocate()
+        assert (await db.read(revoked))[1] == []  # nothing written per token
+        assert await indexes.flush() == 3
+        assert sorted((await db.read(revoked))[1]) == got
+        assert user not in (await db.read(revoked))[1]
+        assert await indexes.flush() == 0
     finally:
         await db.dispose()

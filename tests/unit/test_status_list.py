@@ -11,10 +11,13 @@ from typing import Any
 
 import jwt
 import pytest
+from click.testing import CliRunner
 
 from authority.accounts.users import get_user
+from authority.cli.main import main
 from authority.sessions.families import revoke_client_families
 from authority.sessions.lifecycle import set_user_active
+from authority.status.indexes import FLUSH
 from authority.status.publisher import POLL
 from authority.verifier.status_bits import decode, is_set
 from tests.helpers.world import World, WorldConfig
@@ -140,3 +143,41 @@ async def test_disabling_a_client_sets_the_bits_of_its_users_sessions(world: Wor
     await world.db.write(revoke_client_families, world.client_id("app"), "test", time.time())
     assert await bit(world, index(world, world.access_token))
     assert not await bit(world, other, becomes=True)
+
+
+def clients_command(world: World, *args: str) -> None:
+    """``authority clients ARGS`` against this world's database (the real CLI)."""
+    settings = world.settings
+    env = {
+        "AUTHORITY_ENV": "test",
+        "AUTHORITY_DATABASE_URL": settings.database_url,
+        "AUTHORITY_KEYS_DIR": str(settings.keys_dir),
+        "AUTHORITY_SECRET_KEY": "s" * 40,
+    }
+    result = CliRunner().invoke(main, ["clients", *args], env=env, prog_name="authority")
+    assert result.exit_code == 0, result.stderr
+
+
+async def test_disabling_a_client_sets_the_bits_of_its_client_credentials_tokens(
+    world: World,
+) -> None:
+    """They belong to no family: their indexes are written with their client once a
+    second. Introspection agrees with the list, even after the client is enabled again."""
+    form = {"grant_type": "client_credentials", "scope": "read"}
+    older = (await world.token(form, client="service")).json()["access_token"]
+    await asyncio.sleep(2 * FLUSH)  # written by the app's flush
+    newer = (await world.token(form, client="service")).json()["access_token"]
+    bystander = index(world, world.access_token)
+    assert (await world.introspect(older, client="service")).json()["active"] is True
+    try:
+        await asyncio.to_thread(clients_command, world, "disable", world.client_id("service"))
+        assert await bit(world, index(world, older))
+        assert await bit(world, index(world, newer))  # written after the disabling, or before
+        assert not await bit(world, bystander, becomes=True)
+    finally:
+        await asyncio.to_thread(clients_command, world, "enable", world.client_id("service"))
+    for revoked_token in (older, newer):
+        assert (await world.introspect(revoked_token, client="service")).json() == {"active": False}
+    fresh = (await world.token(form, client="service")).json()["access_token"]
+    assert not await bit(world, index(world, fresh), becomes=True)
+    assert (await world.introspect(fresh, client="service")).json()["active"] is True
