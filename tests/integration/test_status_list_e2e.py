@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from authority.status.publisher import POLL, STATUS_PATH
+from authority.status.publisher import LIFETIME_TTLS, POLL, STATUS_PATH
 from tests.helpers.processes import ROOT, Server, cli_env, free_port, run_cli, start_server
 
 AUDIENCE = "api://orders"
@@ -34,6 +34,7 @@ NEW_PASSWORD = "another long passphrase"
 # and the authority's list follows the database within one POLL; plus the slack of a
 # shared, noisy machine.
 DEADLINE = TTL + POLL + 2.0
+LEEWAY = 30  # the example resource server's Verifier (the default)
 _names = itertools.count()
 
 
@@ -272,3 +273,41 @@ def test_a_revoked_token_is_refused_at_the_resource_server_within_the_ttl(
         f"{kind.__name__}: refused {waited:.2f} s after the revocation; "
         f"{calls} calls, {len(fetches)} list fetches in {window:.2f} s"
     )
+
+
+def test_with_the_authority_down_the_last_list_serves_until_its_exp_then_503(
+    stack: Stack,
+) -> None:
+    """Last in this module: it stops the authority. The resource server keeps its last
+    good list past the ttl (revoked tokens still refused), never past the list's ``exp``
+    (``LIFETIME_TTLS`` ttls after it was signed) plus the verifier's leeway; then it
+    answers 503 ``temporarily_unavailable`` (``status_unavailable``), not 401."""
+    _, credentials = _service(stack)
+    valid = _client_token(stack, credentials)
+    revoked = _client_token(stack, credentials)
+    _ok(stack.post("/oauth/revoke", data={"token": revoked}, auth=credentials))
+    deadline = time.monotonic() + DEADLINE
+    while stack.call(revoked).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert stack.call(valid).status_code == 200
+
+    stack.authority.stop()
+    stopped = time.monotonic()
+    limit = LIFETIME_TTLS * TTL + LEEWAY + TTL + 5.0
+    served = 0
+    while True:
+        answer = stack.call(valid)
+        if answer.status_code != 200:
+            break
+        served += 1
+        assert stack.call(revoked).status_code == 401  # the stale list's bits still count
+        assert time.monotonic() - stopped < limit, "the stale list served too long"
+        time.sleep(0.5)
+    lasted = time.monotonic() - stopped
+    assert served > 0
+    assert lasted > TTL  # the last good list outlived its ttl
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "temporarily_unavailable"
+    assert "retry-after" in answer.headers
+    print(f"authority down: the last list served {lasted:.1f} s, then 503")
