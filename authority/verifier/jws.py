@@ -34,17 +34,20 @@ class ParsedToken(NamedTuple):
     signature: bytes
 
 
-def split(token: object) -> tuple[dict[str, Any], bytes, bytes, bytes]:
-    """The header, signing input, payload and signature of a compact JWS."""
+def split(
+    token: object, limit: int = MAX_TOKEN_BYTES
+) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """The header, signing input, payload and signature of a compact JWS of at most
+    ``limit`` bytes (an access token's, unless told: a status list is larger)."""
     if type(token) is str:
-        if len(token) > MAX_TOKEN_BYTES:
+        if len(token) > limit:
             raise InvalidToken("too_large")
         try:
             raw = token.encode("ascii")
         except UnicodeEncodeError:
             raise InvalidToken("malformed") from None
     elif isinstance(token, bytes):
-        if len(token) > MAX_TOKEN_BYTES:
+        if len(token) > limit:
             raise InvalidToken("too_large")
         raw = token
     else:
