@@ -43,6 +43,7 @@ BENCHMARKS = [
     "refresh_scaling",
     "prune_under_load",
     "verify",
+    "verify_status",
     "soak",
 ]
 
