@@ -256,6 +256,26 @@ def concurrency_section(r: dict[str, Any]) -> list[str]:
     return [*lines, "No target: the curves are for the record.", ""]
 
 
+def _logout_lines(r: dict[str, Any]) -> list[str]:
+    """The soak's logouts: how late each revocation reached the verifier."""
+    lo = r.get("logouts")
+    if not lo:
+        return []
+    delay = lo["delay"]
+    return [
+        f"Logouts: {lo['logouts']:,} (log in, verify, revoke the refresh token); "
+        f"{lo['refused_revoked']:,} of their access tokens refused as `revoked` by the "
+        f"verifier, {delay.get('p50_ms', 0) / 1000:.2f} s after the logout at the median, "
+        f"{delay.get('p99_ms', 0) / 1000:.2f} s at p99, {lo['delay_max_s']} s at most "
+        f"(bound: ttl {lo['status_list_ttl_s']} s + one poll + slack = {lo['bound_s']:.0f} "
+        f"s; {lo.get('over_ttl_plus_poll', '?')} after ttl + poll = "
+        f"{lo.get('ttl_plus_poll_s', '?')} s); {lo['late']} late, "
+        f"{lo['refused_otherwise']} refused for another reason "
+        f"(all must be 0): {'**ok**' if lo['ok'] else '**NOT ok**'}.",
+        "",
+    ]
+
+
 def soak_section(r: dict[str, Any]) -> list[str]:
     setup, mem = r["setup"], r["memory"]
     rotations = r["rotations"]
@@ -281,6 +301,7 @@ def soak_section(r: dict[str, Any]) -> list[str]:
         f"{'flat' if mem['flat'] else '**growing**'}), {len(r['issued_kids'])} signing keys "
         "seen in issued tokens (at least 3 needed for the soak to prove anything).",
         "",
+        *_logout_lines(r),
         "| kind | requests | requests/s | p50 (ms) | p99 (ms) | max (ms) | 5xx | other failures |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -407,6 +428,14 @@ def readme_rows(r: dict[str, Any]) -> list[str]:
                 f"| soak: {kind} p99, last third vs second | {last['p99_ms']:.1f} ms | "
                 f"{second['p99_ms']:.1f} ms | {_ratio(last['p99_ms'], second['p99_ms'])} | "
                 "for the record |"
+            )
+        lo = r.get("logouts")
+        if lo:
+            rows.append(
+                f"| soak: {lo['logouts']:,} logouts, revoked access token refused by the "
+                f"verifier after (max) | {lo['delay_max_s']} s | bound {lo['bound_s']:.0f} s "
+                f"(ttl {lo['status_list_ttl_s']} s + poll + slack) | | {lo['late']} late: "
+                f"{'met' if lo['ok'] else '**NOT met**'} |"
             )
         rows.append(
             f"| soak: {r['requests']:,} requests, {r['verifications']:,} offline "

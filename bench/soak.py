@@ -17,6 +17,10 @@ key signs at once (the verifier must refetch on its unknown ``kid``; ``--now`` c
 less often than the verifier's refetch cooldown), and retired keys are pruned once the
 tokens they signed have expired.
 
+Logouts are mixed in (``bench/soak_logouts.py``): a worker logs in, verifies, logs
+out, and every token it revoked must be refused by the verifier as ``revoked`` within
+the status list's ttl (``AUTHORITY_STATUS_LIST_TTL``, 5 s here) plus one poll.
+
 A *false rejection* is a token the server issued (a 200 answer) that the verifier
 rejects while it is unexpired. Memory is the server's resident set (``VmRSS`` of its
 process tree) sampled every second; the first third of the run is warm-up, and memory
@@ -47,6 +51,7 @@ from authority.verifier import InvalidToken, KeysUnavailable, Verifier
 from bench.harness import HOST, BenchError, CpuMeter, Server, free_port, workdir
 from bench.loadgen import Connection, error_code, get_request, percentiles, post_form, run_uvloop
 from bench.oauth_setup import Deployment, basic_auth, deployment
+from bench.soak_logouts import STATUS_LIST_TTL, WORKERS, Logouts
 
 TITLE = "Soak: mixed load while keys rotate (`keys rotate` and `--now` alternately)"
 SHORT_S, QUICK_S = 45.0, 30.0
@@ -60,6 +65,7 @@ SETTINGS = {
     "AUTHORITY_KEY_PUBLISH_DELAY": "7",
     "AUTHORITY_KEYSTORE_POLL_INTERVAL": "1",
     "AUTHORITY_MAINTENANCE_INTERVAL": "5",
+    "AUTHORITY_STATUS_LIST_TTL": str(STATUS_LIST_TTL),
 }
 CONNECTIONS = {"client_credentials": 4, "refresh": 4, "jwks": 1}
 KINDS = ("client_credentials", "refresh", "jwks", "verify", "verify_old")
@@ -107,6 +113,7 @@ class Load:
         self.archive: deque[tuple[float, str]] = deque()
         self.archived_at = 0.0
         self.deadline = 0.0
+        self.logouts = Logouts(self)
 
     def running(self) -> bool:
         return time.monotonic() < self.deadline
@@ -222,6 +229,8 @@ class Load:
             *(self.client_credentials() for _ in range(CONNECTIONS["client_credentials"])),
             *(self.refresh() for _ in range(CONNECTIONS["refresh"])),
             *(self.jwks() for _ in range(CONNECTIONS["jwks"])),
+            *(self.logouts.run() for _ in range(WORKERS)),
+            self.logouts.sweeper(),
         ]
         await asyncio.gather(*workers)
 
@@ -309,6 +318,7 @@ def run(quick: bool, duration: float | None = None) -> dict[str, Any]:
             rotator.start()
             try:
                 run_uvloop(load.run(duration))
+                run_uvloop(load.logouts.drain())
             finally:
                 rotator.stop()
                 sampler.stop()
@@ -316,7 +326,10 @@ def run(quick: bool, duration: float | None = None) -> dict[str, Any]:
             served = sum(len(rec.times[k]) for k in ("client_credentials", "refresh", "jwks"))
             cpu = meter.stop(served)
             keys_after = dep.cli("keys", "list")
-    return summarize(rec, memory, rotations, idle_rss, elapsed, cpu, keys_after)
+    result = summarize(rec, memory, rotations, idle_rss, elapsed, cpu, keys_after)
+    result["logouts"] = logouts = load.logouts.summary()
+    result["ok"] = result["ok"] and logouts["ok"]
+    return result
 
 
 def summarize(
