@@ -181,3 +181,31 @@ async def test_disabling_a_client_sets_the_bits_of_its_client_credentials_tokens
     fresh = (await world.token(form, client="service")).json()["access_token"]
     assert not await bit(world, index(world, fresh), becomes=True)
     assert (await world.introspect(fresh, client="service")).json()["active"] is True
+
+
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled sample of the ``/metrics`` text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_the_metrics_give_the_lists_size_its_bits_and_its_rebuilds(world: World) -> None:
+    before = (await world.http.get("/metrics")).text
+    rebuilds = metric(before, "authority_status_list_rebuilds_total")
+    idx = index(world, world.access_token)
+    response = await world.post(
+        "/oauth/revoke", {"token": world.access_token}, auth=world.basic("app")
+    )
+    assert response.status_code == 200
+    assert await bit(world, idx)
+    served = await world.http.get("/status/1")
+    text = (await world.http.get("/metrics")).text
+    assert metric(text, "authority_status_list_rebuilds_total") > rebuilds
+    assert metric(text, "authority_status_list_bytes") == len(served.content)
+    lst = (await status_token(world))["status_list"]["lst"]
+    bits = decode(lst)
+    assert metric(text, "authority_status_list_bits_set") == sum(
+        bin(byte).count("1") for byte in bits
+    )
