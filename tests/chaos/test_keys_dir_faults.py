@@ -108,7 +108,8 @@ def token_kid_and_claims(server: Server, client: Client) -> tuple[str, dict[str,
         assert issued.status_code == 200, issued.text
         token = issued.json()["access_token"]
         jwks = http.get("/.well-known/jwks.json").content
-    verifier = Verifier(ISSUER, "default", jwks=jwks)
+    # The keys are the point here; the token's status list lives at the fictional issuer.
+    verifier = Verifier(ISSUER, "default", jwks=jwks, check_status=False)
     header = json.loads(_b64(token.split(".")[0]))
     return str(header["kid"]), verifier.verify(token)
 

@@ -160,7 +160,9 @@ def test_a_key_rotated_with_the_cli_signs_on_both_replicas_within_seconds_and_ev
     )
 
     for http in replicas:
-        verifier = Verifier(ISSUER, "default", jwks=http.get("/.well-known/jwks.json").content)
+        # Keys only: the tokens' status list lives at the fictional shared issuer.
+        jwks = http.get("/.well-known/jwks.json").content
+        verifier = Verifier(ISSUER, "default", jwks=jwks, check_status=False)
         for signed in before + after:
             assert verifier.verify(signed)["iss"] == ISSUER
     for server_tokens in (before, after):
