@@ -7,6 +7,20 @@ SQLite the whole transaction runs in one hop to a worker thread on the standard
 ``sqlite3`` module, instead of one thread hop per statement as with aiosqlite. Writes
 go through a single writer thread and start with ``BEGIN IMMEDIATE``, so a transaction
 never has to upgrade its lock and the database, not luck, orders concurrent writers.
+
+Across processes (several workers, or replicas on one SQLite file), each write
+transaction is taken under an exclusive ``flock`` of a lock file beside the database
+(``<db>-writer.lock``): a waiting writer sleeps in the kernel and wakes the moment the
+other commits, instead of SQLite's busy handler, which sleeps and polls (1, 2, 5, 10
+... ms) and left most of a second worker's time idle. SQLite's own locking still
+decides; the lock file only queues our writers (other programs, and the CLI's
+one-off engine, meet ``busy_timeout`` as before). A killed holder's lock is released
+by the kernel.
+
+``synchronous`` is ``NORMAL`` by default: in WAL mode a commit is durable once the
+WAL is synced at the next checkpoint, so a power loss (not a crash of the process:
+the OS has the pages) can lose the last transactions before it; ``FULL``
+(``AUTHORITY_SQLITE_FULL_SYNC=true``) syncs the WAL at every commit.
 """
 
 from __future__ import annotations
@@ -14,8 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import fcntl
+import functools
 import os
+import queue
 import stat
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,14 +72,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, full_sync: bool = False, **kwargs: Any) -> AsyncEngine:
     """An async engine (migrations, one-off commands); SQLite in WAL mode."""
     if is_sqlite(url):
         _make_parent(url)
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, full_sync))
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
@@ -91,11 +109,11 @@ def _make_parent(url: str) -> None:
                 file.chmod(mode & 0o700)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(full_sync: bool, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={'FULL' if full_sync else 'NORMAL'}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -113,7 +131,7 @@ def describe_db_error(exc: BaseException) -> str:
 class Database:
     """One transaction per call: ``await db.write(fn, *args)`` runs ``fn(conn, *args)``."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, full_sync: bool = False):
         self.url = url
         self.sqlite = is_sqlite(url)
         path = sqlite_path(url)
@@ -125,8 +143,9 @@ class Database:
             )
         # The async engine serves the key store and one-off checks on both backends,
         # and everything on PostgreSQL.
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, full_sync=full_sync)
         self._sync: Engine | None = None
+        self._write_lock: int | None = None
         if self.sqlite:
             _make_parent(url)
             sync_url = make_url(url).set(drivername="sqlite")
@@ -136,11 +155,12 @@ class Database:
                 max_overflow=4,
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             )
-            event.listen(self._sync, "connect", _sqlite_connect)
+            event.listen(self._sync, "connect", functools.partial(_sqlite_connect, full_sync))
             event.listen(self._sync, "begin", _sqlite_begin)
             self._read_engine = self._sync.execution_options(authority_write=False)
             self._write_engine = self._sync.execution_options(authority_write=True)
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="authority-db-write")
+            lock = _open_write_lock(path) if path is not None else None
+            self._writer = Writer(self._write_engine, lock)
             self._readers = ThreadPoolExecutor(3, thread_name_prefix="authority-db-read")
 
     async def read(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -152,12 +172,14 @@ class Database:
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         try:
             if self._sync is not None:
-                engine = self._write_engine if write else self._read_engine
-                loop = asyncio.get_running_loop()
-                executor = self._writer if write else self._readers
                 # The request's context goes along, for the audit trail's request id.
                 context = contextvars.copy_context()
-                return await loop.run_in_executor(executor, context.run, _transaction, engine, work)
+                if write:
+                    return await self._writer.run(context, work)
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._readers, context.run, _transaction, self._read_engine, work
+                )
             pending: list[Callable[[], None]] = []
             token = _after_commit.set(pending)
             try:
@@ -182,7 +204,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._sync is not None:
-            self._writer.shutdown(wait=True)
+            await asyncio.to_thread(self._writer.close)
             self._readers.shutdown(wait=True)
             self._sync.dispose()
         await self.engine.dispose()
@@ -204,8 +226,18 @@ def _run_after_commit(actions: list[Callable[[], None]]) -> None:
         action()
 
 
+def _open_write_lock(path: Path) -> int | None:
+    """The lock file beside the database (made 0600, like the database), or None when
+    it cannot be opened (a read-only directory): then writers meet SQLite's busy
+    handler alone."""
+    try:
+        return os.open(path.with_name(path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+
+
 def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """On the writer or a reader thread, in a copy of the caller's context."""
+    """On a reader thread, in a copy of the caller's context."""
     pending: list[Callable[[], None]] = []
     token = _after_commit.set(pending)
     try:
@@ -215,6 +247,99 @@ def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
         _after_commit.reset(token)
     _run_after_commit(pending)  # only reached once the transaction has committed
     return result
+
+
+class Writer:
+    """The SQLite writer: one thread with one connection, kept open, running write
+    transactions one at a time in the order they come. Each holds the lock file
+    (``flock``, exclusive) from before ``BEGIN IMMEDIATE`` until after ``COMMIT``.
+    Results go back to the waiting coroutine through its loop; the thread and its
+    connection are made at the first write, and made again after an error that
+    closed the connection."""
+
+    def __init__(self, engine: Engine, lock: int | None):
+        self._engine = engine
+        self._lock = lock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    async def run(self, context: contextvars.Context, work: Callable[[Connection], T]) -> T:
+        if self._thread is None:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, context, work))
+        return await future
+
+    def _start(self) -> None:
+        with self._guard:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="authority-db-write", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread and close the lock file."""
+        with self._guard:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _serve(self) -> None:
+        conn: Connection | None = None
+        while (item := self._queue.get()) is not None:
+            loop, future, context, work = item
+            try:
+                if conn is None or conn.closed or conn.invalidated:
+                    conn = self._engine.connect()
+                result, failed = context.run(self._transaction, conn, work), False
+            except BaseException as exc:  # handed to the caller, who raises it
+                result, failed = exc, True
+                broken = isinstance(exc, (DBAPIError, OSError))
+                if conn is not None and (broken or conn.invalidated or conn.in_transaction()):
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, future, result, failed)
+        if conn is not None:
+            conn.close()
+
+    def _transaction(self, conn: Connection, work: Callable[[Connection], T]) -> T:
+        pending: list[Callable[[], None]] = []
+        token = _after_commit.set(pending)
+        lock = self._lock
+        try:
+            if lock is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                except OSError:  # a file system without locks: SQLite's busy handler alone
+                    lock = self._lock = None
+            try:
+                with conn.begin():
+                    result = work(conn)
+            finally:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        finally:
+            _after_commit.reset(token)
+        _run_after_commit(pending)  # only reached once the transaction has committed
+        return result
+
+
+def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
+    if future.done():  # the caller was cancelled: nobody waits for the answer
+        return
+    if failed:
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _select_one(conn: Connection) -> None:
@@ -239,12 +364,14 @@ def is_outage(exc: DBAPIError) -> bool:
     }
 
 
-def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
+def _sqlite_connect(full_sync: bool, dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(full_sync, dbapi_connection, record)
     # Let SQLAlchemy's "begin" event below issue BEGIN, so writes can say IMMEDIATE.
     dbapi_connection.isolation_level = None
 
 
 def _sqlite_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get("authority_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # On the driver's connection: SQLAlchemy's statement machinery costs more than BEGIN.
+    dbapi: Any = conn.connection.dbapi_connection
+    dbapi.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
