@@ -3,24 +3,9 @@
 Repository code is plain synchronous functions ``fn(conn, ...)`` over SQLAlchemy Core,
 run as one transaction by ``Database.read`` or ``Database.write``. On PostgreSQL the
 function runs on the event loop through asyncpg (``AsyncConnection.run_sync``); on
-SQLite the whole transaction runs in one hop to a worker thread on the standard
-``sqlite3`` module, instead of one thread hop per statement as with aiosqlite. Writes
-go through a single writer thread and start with ``BEGIN IMMEDIATE``, so a transaction
-never has to upgrade its lock and the database, not luck, orders concurrent writers.
-
-Across processes (several workers, or replicas on one SQLite file), each write
-transaction is taken under an exclusive ``flock`` of a lock file beside the database
-(``<db>-writer.lock``): a waiting writer sleeps in the kernel and wakes the moment the
-other commits, instead of SQLite's busy handler, which sleeps and polls (1, 2, 5, 10
-... ms) and left most of a second worker's time idle. SQLite's own locking still
-decides; the lock file only queues our writers (other programs, and the CLI's
-one-off engine, meet ``busy_timeout`` as before). A killed holder's lock is released
-by the kernel.
-
-``synchronous`` is ``NORMAL`` by default: in WAL mode a commit is durable once the
-WAL is synced at the next checkpoint, so a power loss (not a crash of the process:
-the OS has the pages) can lose the last transactions before it; ``FULL``
-(``AUTHORITY_SQLITE_FULL_SYNC=true``) syncs the WAL at every commit.
+SQLite reads run in one hop to a reader thread, writes on the ``Writer`` thread (group
+commit, ``BEGIN IMMEDIATE``, a ``flock`` queueing the writers of every process: README,
+"Durability and workers"). ``AUTHORITY_SQLITE_FULL_SYNC`` picks synchronous=FULL.
 """
 
 from __future__ import annotations
@@ -47,14 +32,41 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+P = ParamSpec("P")
+T = TypeVar("T")
+Work = Callable[Concatenate[Connection, P], T]
+
+MAX_GROUP = 64  # write transactions committed together at most
+
 # The actions of the transaction being run (``after_commit``): a context variable, not
 # the connection's ``info``, which an outage may make unreadable (a 500 instead of 503).
 _after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
     "authority_after_commit", default=None
 )
-P = ParamSpec("P")
-T = TypeVar("T")
-Work = Callable[Concatenate[Connection, P], T]
+
+
+def after_commit(conn: Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
+    never if it rolls back. For what must not be said before it is true (audit lines).
+    Outside ``Database`` (a caller's own engine) it runs at once."""
+    pending = _after_commit.get()
+    if pending is None:
+        action()
+    else:
+        pending.append(action)
+
+
+def _run_after_commit(actions: list[Callable[[], None]]) -> None:
+    for action in actions:
+        action()
+
+
+def open_write_lock(path: Path) -> int | None:
+    """The lock file beside the database (0600), or None (a read-only directory)."""
+    try:
+        return os.open(path.with_name(path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -159,7 +171,7 @@ class Database:
             event.listen(self._sync, "begin", _sqlite_begin)
             self._read_engine = self._sync.execution_options(authority_write=False)
             self._write_engine = self._sync.execution_options(authority_write=True)
-            lock = _open_write_lock(path) if path is not None else None
+            lock = open_write_lock(path) if path is not None else None
             self._writer = Writer(self._write_engine, lock)
             self._readers = ThreadPoolExecutor(3, thread_name_prefix="authority-db-read")
 
@@ -198,7 +210,7 @@ class Database:
         """Raise ``DatabaseUnavailable`` with a one-line reason unless ``SELECT 1`` answers."""
         try:
             async with asyncio.timeout(within):
-                await self.read(_select_one)
+                await self.read(lambda conn: conn.execute(text("SELECT 1")))
         except TimeoutError as exc:
             raise DatabaseUnavailable(describe_db_error(exc)) from exc
 
@@ -208,32 +220,6 @@ class Database:
             self._readers.shutdown(wait=True)
             self._sync.dispose()
         await self.engine.dispose()
-
-
-def after_commit(conn: Connection, action: Callable[[], None]) -> None:
-    """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
-    never if it rolls back. For what must not be said before it is true (audit lines).
-    Outside ``Database`` (a caller's own engine) it runs at once."""
-    pending = _after_commit.get()
-    if pending is None:
-        action()
-    else:
-        pending.append(action)
-
-
-def _run_after_commit(actions: list[Callable[[], None]]) -> None:
-    for action in actions:
-        action()
-
-
-def _open_write_lock(path: Path) -> int | None:
-    """The lock file beside the database (made 0600, like the database), or None when
-    it cannot be opened (a read-only directory): then writers meet SQLite's busy
-    handler alone."""
-    try:
-        return os.open(path.with_name(path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return None
 
 
 def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
@@ -247,103 +233,6 @@ def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
         _after_commit.reset(token)
     _run_after_commit(pending)  # only reached once the transaction has committed
     return result
-
-
-class Writer:
-    """The SQLite writer: one thread with one connection, kept open, running write
-    transactions one at a time in the order they come. Each holds the lock file
-    (``flock``, exclusive) from before ``BEGIN IMMEDIATE`` until after ``COMMIT``.
-    Results go back to the waiting coroutine through its loop; the thread and its
-    connection are made at the first write, and made again after an error that
-    closed the connection."""
-
-    def __init__(self, engine: Engine, lock: int | None):
-        self._engine = engine
-        self._lock = lock
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-
-    async def run(self, context: contextvars.Context, work: Callable[[Connection], T]) -> T:
-        if self._thread is None:
-            self._start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((loop, future, context, work))
-        return await future
-
-    def _start(self) -> None:
-        with self._guard:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="authority-db-write", daemon=True
-                )
-                self._thread.start()
-
-    def close(self) -> None:
-        """Finish what is queued, then stop the thread and close the lock file."""
-        with self._guard:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-    def _serve(self) -> None:
-        conn: Connection | None = None
-        while (item := self._queue.get()) is not None:
-            loop, future, context, work = item
-            try:
-                if conn is None or conn.closed or conn.invalidated:
-                    conn = self._engine.connect()
-                result, failed = context.run(self._transaction, conn, work), False
-            except BaseException as exc:  # handed to the caller, who raises it
-                result, failed = exc, True
-                broken = isinstance(exc, (DBAPIError, OSError))
-                if conn is not None and (broken or conn.invalidated or conn.in_transaction()):
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                    conn = None
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(_settle, future, result, failed)
-        if conn is not None:
-            conn.close()
-
-    def _transaction(self, conn: Connection, work: Callable[[Connection], T]) -> T:
-        pending: list[Callable[[], None]] = []
-        token = _after_commit.set(pending)
-        lock = self._lock
-        try:
-            if lock is not None:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                except OSError:  # a file system without locks: SQLite's busy handler alone
-                    lock = self._lock = None
-            try:
-                with conn.begin():
-                    result = work(conn)
-            finally:
-                if lock is not None:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
-        finally:
-            _after_commit.reset(token)
-        _run_after_commit(pending)  # only reached once the transaction has committed
-        return result
-
-
-def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
-    if future.done():  # the caller was cancelled: nobody waits for the answer
-        return
-    if failed:
-        future.set_exception(result)
-    else:
-        future.set_result(result)
-
-
-def _select_one(conn: Connection) -> None:
-    conn.execute(text("SELECT 1"))
 
 
 def is_outage(exc: DBAPIError) -> bool:
@@ -375,3 +264,135 @@ def _sqlite_begin(conn: Connection) -> None:
     # On the driver's connection: SQLAlchemy's statement machinery costs more than BEGIN.
     dbapi: Any = conn.connection.dbapi_connection
     dbapi.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Writer:
+    """One thread and one kept connection run the write transactions in order. What is
+    queued when it is free runs as one group: ``BEGIN IMMEDIATE``, each transaction in a
+    savepoint (one that raises is rolled back alone), one ``COMMIT`` (group commit: the
+    log write, the lock and the wake-ups are shared), all under the lock file's
+    ``flock``. Nothing is answered before the commit; a failed commit fails them all."""
+
+    def __init__(self, engine: Engine, lock: int | None):
+        self._engine = engine
+        self._lock = lock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self._conn: Connection | None = None
+
+    async def run(self, context: contextvars.Context, work: Callable[[Connection], T]) -> T:
+        if self._thread is None:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, context, work))
+        return await future
+
+    def _start(self) -> None:
+        with self._guard:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="authority-db-write", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread and close the lock file."""
+        with self._guard:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _serve(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._run_group(group)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _run_group(self, group: list[Any]) -> None:
+        outcomes: list[tuple[bool, Any, list[Callable[[], None]]]] = []
+        try:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                self._conn = self._engine.connect()
+            self._transaction(self._conn, group, outcomes)
+        except BaseException as exc:  # nothing of the group committed
+            outcomes = [(False, exc, [])] * len(group)
+            if isinstance(exc, (DBAPIError, OSError)) and self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+        for (loop, future, context, _), (ok, value, pending) in zip(group, outcomes, strict=False):
+            if ok:
+                try:  # only reached once the transaction has committed
+                    context.run(_run_after_commit, pending)
+                except Exception as exc:
+                    ok, value = False, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, future, value, not ok)
+
+    def _transaction(self, conn: Connection, group: list[Any], outcomes: list[Any]) -> None:
+        lock = self._lock
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: SQLite's busy handler alone
+                lock = self._lock = None
+        try:
+            with conn.begin():
+                dbapi: Any = conn.connection.dbapi_connection
+                alone = len(group) == 1  # no savepoint: the transaction is the item's
+                for _, _, context, work in group:
+                    pending: list[Callable[[], None]] = []
+                    if not alone:
+                        dbapi.execute("SAVEPOINT authority_write")
+                    try:
+                        value = context.run(_with_pending, pending, work, conn)
+                    except Exception as exc:
+                        if alone or not dbapi.in_transaction:
+                            raise  # SQLite ended the transaction: the whole group fails
+                        dbapi.execute("ROLLBACK TO authority_write")
+                        dbapi.execute("RELEASE authority_write")
+                        outcomes.append((False, exc, []))
+                        continue
+                    if not alone:
+                        dbapi.execute("RELEASE authority_write")
+                    outcomes.append((True, value, pending))
+        finally:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _with_pending(pending: list[Callable[[], None]], work: Work[[], T], conn: Connection) -> T:
+    token = _after_commit.set(pending)
+    try:
+        return work(conn)
+    finally:
+        _after_commit.reset(token)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
+    if future.done():  # the caller was cancelled: nobody waits for the answer
+        return
+    if failed:
+        future.set_exception(result)
+    else:
+        future.set_result(result)
