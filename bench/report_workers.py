@@ -71,7 +71,9 @@ def workers_section(r: dict[str, Any], measured: str) -> list[str]:
             p = points.get(key)
             if p is not None and p.get("runs"):
                 runs = ", ".join(f"{run['requests_per_s']:,.0f}" for run in p["runs"])
-                lines.append(f"- {workers} worker(s), {label}: {runs}")
+                errors = sum(run.get("errors", 0) for run in p["runs"])
+                failed = f" ({errors} failed requests: {p.get('error_kinds')})" if errors else ""
+                lines.append(f"- {workers} worker(s), {label}: {runs}{failed}")
     lines += ["", "Goals (issue 14):", "", "| goal | ours | baseline | ratio | target |"]
     lines.append("| --- | ---: | ---: | ---: | --- |")
     for g in r["goals"]:
