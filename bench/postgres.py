@@ -10,6 +10,7 @@ measured, and checked. The cluster and its files are removed on the way out.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 import time
@@ -64,13 +65,20 @@ class Postgres:
         )
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the postmaster and every backend."""
+        """User + system CPU of the postmaster and every backend, live or exited."""
         pidfile = Path(self.state["_PG_CLUSTER_DIR"]) / "data" / "postmaster.pid"
         try:
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return 0.0
-        return sum(_cpu_seconds(p) for p in _process_tree(pid))
+        # Backends and autovacuum workers come and go: the postmaster's reaped children
+        # (cutime, cstime) keep what the exited ones used.
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            reaped = 0.0
+        return reaped + sum(_cpu_seconds(p) for p in _process_tree(pid))
 
     def database(self, name: str) -> str:
         """A new database ``name``; its URL."""
