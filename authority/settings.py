@@ -47,6 +47,7 @@ class Settings:
     workers: int = 1
     issuer: str = ""
     database_url: str = "sqlite+aiosqlite:///var/authority.db"
+    sqlite_full_sync: bool = False  # PRAGMA synchronous=FULL, not NORMAL (README, "Durability")
     keystore: str = "file"
     keys_dir: Path = Path("keys")
     key_passphrase: str | None = field(default=None, repr=False)

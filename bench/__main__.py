@@ -41,6 +41,7 @@ BENCHMARKS = [
     "refresh",
     "concurrency",
     "refresh_scaling",
+    "workers",
     "prune_under_load",
     "verify",
     "verify_status",

@@ -388,7 +388,12 @@ def authority_cli(
 
 
 def baseline(
-    workdir: Path, port: int, factory: str, ready_path: str = "/", **env: str
+    workdir: Path,
+    port: int,
+    factory: str,
+    ready_path: str = "/",
+    workers: int = WORKERS,
+    **env: str,
 ) -> contextlib.AbstractContextManager[Server]:
     """A ``bench.baseline_apps`` factory served like ours (see ``bench/serve.py``)."""
     return server(
@@ -401,7 +406,7 @@ def baseline(
             "--port",
             str(port),
             "--workers",
-            str(WORKERS),
+            str(workers),
         ],
         port=port,
         ready_path=ready_path,

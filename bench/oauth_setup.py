@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Server, authority_cli, authority_env, baseline, free_port, server
+from bench.harness import WORKERS, Server, authority_cli, authority_env, baseline, free_port, server
 
 USERNAME = "bench"
 EMAIL = "bench@example.com"
@@ -108,7 +108,7 @@ def deployment(workdir: Path, **env: str) -> Deployment:
 
 
 def rs256_baseline(
-    tmp: Path, issuer_port: int, client_id: str
+    tmp: Path, issuer_port: int, client_id: str, workers: int = WORKERS
 ) -> contextlib.AbstractContextManager[Server]:
     """The bare RS256-signing endpoint, signing tokens shaped like ours."""
     return baseline(
@@ -116,6 +116,7 @@ def rs256_baseline(
         free_port(),
         "bench.baseline_apps:rs256_token",
         ready_path="/health",
+        workers=workers,
         BENCH_ISSUER=f"http://127.0.0.1:{issuer_port}",
         BENCH_CLIENT_ID=client_id,
     )

@@ -120,3 +120,40 @@ def plot_soak(r: dict[str, Any], directory: Path) -> Path:
     mem_ax.legend(loc="lower right", fontsize="small")
     rate_ax.legend(loc="lower right", fontsize="small", ncol=3)
     return _save(fig, directory / "soak.png")
+
+
+def plot_workers(r: dict[str, Any], directory: Path) -> Path:
+    """Requests/s against uvicorn workers: ours on SQLite and PostgreSQL and the bare
+    RS256 endpoint, for refresh and client_credentials (32 connections)."""
+    workers = [int(w) for w in r["points"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = (
+        (axes[0], "refresh_token (32 chains)", "refresh", ("sqlite", "postgresql", "baseline")),
+        (axes[1], "client_credentials (wrk, 32 connections)", "cc", ("sqlite", "baseline")),
+    )
+    styles = {
+        "sqlite": (OURS, "ours, SQLite"),
+        "postgresql": ("tab:orange", "ours, PostgreSQL"),
+        "baseline": (BASE, "bare RS256 baseline"),
+    }
+    for ax, title, kind, names in panels:
+        for name in names:
+            values = [r["points"][str(w)].get(f"{kind}:{name}") for w in workers]
+            if any(v is None for v in values):
+                continue
+            color, label = styles[name]
+            ax.plot(
+                workers,
+                [v["requests_per_s"] for v in values if v is not None],
+                marker="o",
+                color=color,
+                label=label,
+            )
+        ax.set_xticks(workers, [str(w) for w in workers])
+        ax.set_xlabel("uvicorn workers")
+        ax.set_ylabel("requests/s")
+        ax.set_ylim(bottom=0)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, directory / "workers.png")

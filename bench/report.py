@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import NOISY_OTHERS_CPUS, ROOT, verdict
-from bench.plots import plot_concurrency, plot_refresh_scaling, plot_soak
+from bench.plots import plot_concurrency, plot_refresh_scaling, plot_soak, plot_workers
+from bench.report_workers import workers_rows, workers_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = ROOT / "README.md"
@@ -51,6 +52,7 @@ def write(order: list[str], host: dict[str, Any]) -> list[Path]:
         "concurrency": plot_concurrency,
         "refresh_scaling": plot_refresh_scaling,
         "soak": plot_soak,
+        "workers": plot_workers,
     }
     drawn = {r["name"]: plots[r["name"]](r, RESULTS) for r in results if r["name"] in plots}
     images = {name: path for name, path in drawn.items() if path is not None}
@@ -67,6 +69,12 @@ def write(order: list[str], host: dict[str, Any]) -> list[Path]:
 
 def summary(result: dict[str, Any]) -> str:
     r = with_verdict(result)
+    if r.get("kind") == "workers":
+        return "bench: workers: " + "; ".join(
+            f"{g['goal']}: {g['ratio']:.2f} ({'met' if g['met'] else 'NOT met'})"
+            for g in r["goals"]
+            if not g.get("skipped")
+        )
     if r.get("kind") == "soak":
         mem = r["memory"]
         return (
@@ -136,6 +144,8 @@ def markdown(results: list[dict[str, Any]], images: dict[str, Path], host: dict[
             lines += soak_section(r)
         elif r.get("kind") == "concurrency":
             lines += concurrency_section(r)
+        elif r.get("kind") == "workers":
+            lines += workers_section(r, measured(r, r["method"]))
         else:
             lines += comparison_section(r)
         if r["name"] in images:
@@ -403,6 +413,8 @@ def readme_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def readme_rows(r: dict[str, Any]) -> list[str]:
+    if r.get("kind") == "workers":
+        return workers_rows(r)
     if r.get("kind") == "concurrency":
         rows = []
         for series, points in r["series"].items():

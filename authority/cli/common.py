@@ -99,7 +99,7 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """The database, reachable and migrated, or a one-line error."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, full_sync=settings.sqlite_full_sync)
     try:
         await check_database(db)
         yield db

@@ -3,10 +3,9 @@
 Repository code is plain synchronous functions ``fn(conn, ...)`` over SQLAlchemy Core,
 run as one transaction by ``Database.read`` or ``Database.write``. On PostgreSQL the
 function runs on the event loop through asyncpg (``AsyncConnection.run_sync``); on
-SQLite the whole transaction runs in one hop to a worker thread on the standard
-``sqlite3`` module, instead of one thread hop per statement as with aiosqlite. Writes
-go through a single writer thread and start with ``BEGIN IMMEDIATE``, so a transaction
-never has to upgrade its lock and the database, not luck, orders concurrent writers.
+SQLite reads run in one hop to a reader thread, writes on the ``Writer`` thread (group
+commit, ``BEGIN IMMEDIATE``, a ``flock`` queueing the writers of every process: README,
+"Durability and workers"). ``AUTHORITY_SQLITE_FULL_SYNC`` picks synchronous=FULL.
 """
 
 from __future__ import annotations
@@ -14,8 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import fcntl
+import functools
 import os
+import queue
 import stat
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,14 +32,41 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+P = ParamSpec("P")
+T = TypeVar("T")
+Work = Callable[Concatenate[Connection, P], T]
+
+MAX_GROUP = 64  # write transactions committed together at most
+
 # The actions of the transaction being run (``after_commit``): a context variable, not
 # the connection's ``info``, which an outage may make unreadable (a 500 instead of 503).
 _after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
     "authority_after_commit", default=None
 )
-P = ParamSpec("P")
-T = TypeVar("T")
-Work = Callable[Concatenate[Connection, P], T]
+
+
+def after_commit(conn: Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
+    never if it rolls back. For what must not be said before it is true (audit lines).
+    Outside ``Database`` (a caller's own engine) it runs at once."""
+    pending = _after_commit.get()
+    if pending is None:
+        action()
+    else:
+        pending.append(action)
+
+
+def _run_after_commit(actions: list[Callable[[], None]]) -> None:
+    for action in actions:
+        action()
+
+
+def open_write_lock(path: Path) -> int | None:
+    """The lock file beside the database (0600), or None (a read-only directory)."""
+    try:
+        return os.open(path.with_name(path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -54,14 +84,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, full_sync: bool = False, **kwargs: Any) -> AsyncEngine:
     """An async engine (migrations, one-off commands); SQLite in WAL mode."""
     if is_sqlite(url):
         _make_parent(url)
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, full_sync))
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
@@ -91,11 +121,11 @@ def _make_parent(url: str) -> None:
                 file.chmod(mode & 0o700)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(full_sync: bool, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={'FULL' if full_sync else 'NORMAL'}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -113,7 +143,7 @@ def describe_db_error(exc: BaseException) -> str:
 class Database:
     """One transaction per call: ``await db.write(fn, *args)`` runs ``fn(conn, *args)``."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, full_sync: bool = False):
         self.url = url
         self.sqlite = is_sqlite(url)
         path = sqlite_path(url)
@@ -125,8 +155,9 @@ class Database:
             )
         # The async engine serves the key store and one-off checks on both backends,
         # and everything on PostgreSQL.
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, full_sync=full_sync)
         self._sync: Engine | None = None
+        self._write_lock: int | None = None
         if self.sqlite:
             _make_parent(url)
             sync_url = make_url(url).set(drivername="sqlite")
@@ -136,11 +167,12 @@ class Database:
                 max_overflow=4,
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             )
-            event.listen(self._sync, "connect", _sqlite_connect)
+            event.listen(self._sync, "connect", functools.partial(_sqlite_connect, full_sync))
             event.listen(self._sync, "begin", _sqlite_begin)
             self._read_engine = self._sync.execution_options(authority_write=False)
             self._write_engine = self._sync.execution_options(authority_write=True)
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="authority-db-write")
+            lock = open_write_lock(path) if path is not None else None
+            self._writer = Writer(self._write_engine, lock)
             self._readers = ThreadPoolExecutor(3, thread_name_prefix="authority-db-read")
 
     async def read(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -152,12 +184,14 @@ class Database:
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         try:
             if self._sync is not None:
-                engine = self._write_engine if write else self._read_engine
-                loop = asyncio.get_running_loop()
-                executor = self._writer if write else self._readers
                 # The request's context goes along, for the audit trail's request id.
                 context = contextvars.copy_context()
-                return await loop.run_in_executor(executor, context.run, _transaction, engine, work)
+                if write:
+                    return await self._writer.run(context, work)
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._readers, context.run, _transaction, self._read_engine, work
+                )
             pending: list[Callable[[], None]] = []
             token = _after_commit.set(pending)
             try:
@@ -176,36 +210,20 @@ class Database:
         """Raise ``DatabaseUnavailable`` with a one-line reason unless ``SELECT 1`` answers."""
         try:
             async with asyncio.timeout(within):
-                await self.read(_select_one)
+                await self.read(lambda conn: conn.execute(text("SELECT 1")))
         except TimeoutError as exc:
             raise DatabaseUnavailable(describe_db_error(exc)) from exc
 
     async def dispose(self) -> None:
         if self._sync is not None:
-            self._writer.shutdown(wait=True)
+            await asyncio.to_thread(self._writer.close)
             self._readers.shutdown(wait=True)
             self._sync.dispose()
         await self.engine.dispose()
 
 
-def after_commit(conn: Connection, action: Callable[[], None]) -> None:
-    """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
-    never if it rolls back. For what must not be said before it is true (audit lines).
-    Outside ``Database`` (a caller's own engine) it runs at once."""
-    pending = _after_commit.get()
-    if pending is None:
-        action()
-    else:
-        pending.append(action)
-
-
-def _run_after_commit(actions: list[Callable[[], None]]) -> None:
-    for action in actions:
-        action()
-
-
 def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """On the writer or a reader thread, in a copy of the caller's context."""
+    """On a reader thread, in a copy of the caller's context."""
     pending: list[Callable[[], None]] = []
     token = _after_commit.set(pending)
     try:
@@ -215,10 +233,6 @@ def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
         _after_commit.reset(token)
     _run_after_commit(pending)  # only reached once the transaction has committed
     return result
-
-
-def _select_one(conn: Connection) -> None:
-    conn.execute(text("SELECT 1"))
 
 
 def is_outage(exc: DBAPIError) -> bool:
@@ -239,12 +253,146 @@ def is_outage(exc: DBAPIError) -> bool:
     }
 
 
-def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
+def _sqlite_connect(full_sync: bool, dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(full_sync, dbapi_connection, record)
     # Let SQLAlchemy's "begin" event below issue BEGIN, so writes can say IMMEDIATE.
     dbapi_connection.isolation_level = None
 
 
 def _sqlite_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get("authority_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # On the driver's connection: SQLAlchemy's statement machinery costs more than BEGIN.
+    dbapi: Any = conn.connection.dbapi_connection
+    dbapi.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Writer:
+    """One thread and one kept connection run the write transactions in order. What is
+    queued when it is free runs as one group: ``BEGIN IMMEDIATE``, each transaction in a
+    savepoint (one that raises is rolled back alone), one ``COMMIT`` (group commit: the
+    log write, the lock and the wake-ups are shared), all under the lock file's
+    ``flock``. Nothing is answered before the commit; a failed commit fails them all."""
+
+    def __init__(self, engine: Engine, lock: int | None):
+        self._engine = engine
+        self._lock = lock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self._conn: Connection | None = None
+
+    async def run(self, context: contextvars.Context, work: Callable[[Connection], T]) -> T:
+        if self._thread is None:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, context, work))
+        return await future
+
+    def _start(self) -> None:
+        with self._guard:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="authority-db-write", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread and close the lock file."""
+        with self._guard:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _serve(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._run_group(group)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _run_group(self, group: list[Any]) -> None:
+        outcomes: list[tuple[bool, Any, list[Callable[[], None]]]] = []
+        try:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                self._conn = self._engine.connect()
+            self._transaction(self._conn, group, outcomes)
+        except BaseException as exc:  # nothing of the group committed
+            outcomes = [(False, exc, [])] * len(group)
+            if isinstance(exc, (DBAPIError, OSError)) and self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+        for (loop, future, context, _), (ok, value, pending) in zip(group, outcomes, strict=False):
+            if ok:
+                try:  # only reached once the transaction has committed
+                    context.run(_run_after_commit, pending)
+                except Exception as exc:
+                    ok, value = False, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, future, value, not ok)
+
+    def _transaction(self, conn: Connection, group: list[Any], outcomes: list[Any]) -> None:
+        lock = self._lock
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: SQLite's busy handler alone
+                lock = self._lock = None
+        try:
+            with conn.begin():
+                dbapi: Any = conn.connection.dbapi_connection
+                alone = len(group) == 1  # no savepoint: the transaction is the item's
+                for _, _, context, work in group:
+                    pending: list[Callable[[], None]] = []
+                    if not alone:
+                        dbapi.execute("SAVEPOINT authority_write")
+                    try:
+                        value = context.run(_with_pending, pending, work, conn)
+                    except Exception as exc:
+                        if alone or not dbapi.in_transaction:
+                            raise  # SQLite ended the transaction: the whole group fails
+                        dbapi.execute("ROLLBACK TO authority_write")
+                        dbapi.execute("RELEASE authority_write")
+                        outcomes.append((False, exc, []))
+                        continue
+                    if not alone:
+                        dbapi.execute("RELEASE authority_write")
+                    outcomes.append((True, value, pending))
+        finally:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _with_pending(pending: list[Callable[[], None]], work: Work[[], T], conn: Connection) -> T:
+    token = _after_commit.set(pending)
+    try:
+        return work(conn)
+    finally:
+        _after_commit.reset(token)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
+    if future.done():  # the caller was cancelled: nobody waits for the answer
+        return
+    if failed:
+        future.set_exception(result)
+    else:
+        future.set_result(result)

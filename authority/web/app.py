@@ -72,7 +72,7 @@ def create_app(
     problems = settings.production_problems()
     if problems:
         raise RuntimeError("; ".join(problems))
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, full_sync=settings.sqlite_full_sync)
     keys = KeyManager(make_keystore(settings, db), settings, clock, audit_trail(db, clock))
     indexes = StatusIndexes(db, settings, clock)
     auth = Authority(
