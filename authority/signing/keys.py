@@ -157,6 +157,10 @@ class KeyRing:
             for r in self.records
         ]
         self.jwks = json.dumps({"keys": keys}, separators=(",", ":")).encode()
+        used = {r.algorithm.name for r in self.records}
+        # The algorithms of the published keys, in the table's order: what tokens,
+        # status lists and ID tokens may be signed with now (README, "Signing algorithms").
+        self.algorithms = [name for name in ALGORITHMS if name in used]
         self.etag = '"' + hashlib.sha256(self.jwks).hexdigest()[:32] + '"'
 
     def public_key(self, kid: str) -> PublicKey | None:
