@@ -388,9 +388,15 @@ def authority_cli(
 
 
 def baseline(
-    workdir: Path, port: int, factory: str, ready_path: str = "/", **env: str
+    workdir: Path,
+    port: int,
+    factory: str,
+    ready_path: str = "/",
+    workers: int | None = None,
+    **env: str,
 ) -> contextlib.AbstractContextManager[Server]:
-    """A ``bench.baseline_apps`` factory served like ours (see ``bench/serve.py``)."""
+    """A ``bench.baseline_apps`` factory served like ours (see ``bench/serve.py``),
+    with ``workers`` (default ``BENCH_WORKERS``)."""
     return server(
         f"baseline-{factory.rsplit(':', 1)[-1]}",
         [
@@ -401,7 +407,7 @@ def baseline(
             "--port",
             str(port),
             "--workers",
-            str(WORKERS),
+            str(workers or WORKERS),
         ],
         port=port,
         ready_path=ready_path,
