@@ -57,6 +57,7 @@ class Settings:
     secret_key_file: Path = Path("var/secret_key")
     key_size: int = 2048
     key_algorithm: str = "RS256"  # of new signing keys (README, "Signing algorithms")
+    dpop_nonce: bool = False  # DPoP proofs must carry the server's nonce (RFC 9449 8)
     env: str = "development"
     audience: str = "default"
     access_ttl: int = 900

@@ -202,3 +202,13 @@ class StatusState(Base):
         return (
             update(StatusState).where(StatusState.id == 1).values(version=StatusState.version + 1)
         )
+
+
+class DpopProof(Base):
+    """A DPoP proof accepted by any replica (RFC 9449 section 11.1): the SHA-256 of its
+    key's thumbprint and its ``jti``, kept until the proof window has passed."""
+
+    __tablename__ = "dpop_proofs"
+
+    proof_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

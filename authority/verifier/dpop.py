@@ -56,11 +56,13 @@ class UseNonce(InvalidProof):
 
 @dataclass(frozen=True, slots=True)
 class Proof:
-    """A proof that passed ``check_proof``: its key's RFC 7638 thumbprint and its jti."""
+    """A proof that passed ``check_proof``: its key's RFC 7638 thumbprint, its jti and
+    the nonce it carries (None without a string one)."""
 
     jkt: str
     jti: str
     iat: float
+    nonce: str | None = None
 
 
 def b64url(data: bytes) -> str:
@@ -158,7 +160,10 @@ def check_proof(
         sent = claims.get("nonce")
         if type(sent) is not str or not hmac.compare_digest(sent, nonce):
             raise UseNonce("the proof must carry the server's DPoP-Nonce")
-    return Proof(jkt, claims["jti"], float(claims["iat"]))
+    sent_nonce = claims.get("nonce")
+    return Proof(
+        jkt, claims["jti"], float(claims["iat"]), sent_nonce if type(sent_nonce) is str else None
+    )
 
 
 def _check_claims(claims: dict[str, Any], *, method: str, url: str, now: float) -> None:

@@ -74,6 +74,7 @@ def metadata(settings: Settings, scopes: list[str], algorithms: list[str]) -> di
             "scopes_supported": scopes,
             "response_types_supported": ["none"],
             "id_token_signing_alg_values_supported": algorithms,
+            "dpop_signing_alg_values_supported": list(ALGORITHMS),  # RFC 9449 section 5.1
         }
     )
     _validate(document)
