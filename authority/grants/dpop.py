@@ -3,7 +3,9 @@ request is checked (``authority.verifier.dpop``, the same checks resource server
 make), its ``jti`` is accepted once across every replica (the ``dpop_proofs`` table,
 pruned as proofs age out), and with ``DPOP_NONCE`` it must carry the server's current
 nonce. The thumbprint of its key then binds the tokens the grant issues
-(``authority.signing.signer.DPOP_KEY``: ``cnf.jkt`` and ``token_type`` ``DPoP``).
+(``authority.signing.signer.DPOP_KEY``: ``cnf.jkt`` and ``token_type`` ``DPoP``), and
+the refresh tokens of a public client (their family: ``refresh_families.dpop_jkt``),
+which then refresh only with a proof by the same key.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import secrets
 from collections.abc import Sequence
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.storage.audit import record
 from authority.storage.database import Database
-from authority.storage.tables import DpopProof
+from authority.storage.tables import DpopProof, RefreshFamily, RefreshToken
 from authority.verifier.dpop import FUTURE_LEEWAY, MAX_AGE, InvalidProof, check_proof
 
 WINDOW = MAX_AGE + FUTURE_LEEWAY  # how long a jti is remembered
@@ -95,3 +98,40 @@ async def key_of_proof(
     if not await db.write(remember_proof, proof_hash, now, client_id):
         raise InvalidDpopProofError(description="the DPoP proof was used before")
     return proof.jkt
+
+
+def _family_key(conn: Connection, token_hash: bytes) -> str | None:
+    return conn.execute(
+        select(RefreshFamily.dpop_jkt)
+        .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
+        .where(RefreshToken.token_hash == token_hash)
+    ).scalar()
+
+
+def _bind_family(conn: Connection, token_hash: bytes, jkt: str) -> None:
+    family = select(RefreshToken.family_id).where(RefreshToken.token_hash == token_hash)
+    conn.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.id == family.scalar_subquery(), RefreshFamily.dpop_jkt.is_(None))
+        .values(dpop_jkt=jkt)
+    )
+
+
+async def check_refresh_binding(db: Database, refresh_token: str | None, jkt: str | None) -> None:
+    """A refresh token bound to a key refreshes only with a proof by that key."""
+    token_hash = parse_refresh_token(refresh_token or "")
+    if token_hash is None:
+        return
+    bound = await db.read(_family_key, token_hash)
+    if bound is not None and bound != jkt:
+        raise InvalidDpopProofError(
+            description="the refresh token is bound to a DPoP key: send a proof by that key"
+        )
+
+
+async def bind_refresh_token(db: Database, refresh_token: str | None, jkt: str | None) -> None:
+    """Bind the family of a newly issued refresh token to ``jkt`` (once: a family
+    keeps the key it was first bound to)."""
+    token_hash = parse_refresh_token(refresh_token or "")
+    if token_hash is not None and jkt is not None:
+        await db.write(_bind_family, token_hash, jkt)

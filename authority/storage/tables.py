@@ -108,6 +108,8 @@ class RefreshFamily(Base):
     # Where the session was opened (``/auth/sessions``); its last use is its newest token.
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # RFC 9449 section 5: the thumbprint of the DPoP key its refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshToken(Base):

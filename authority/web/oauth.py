@@ -23,7 +23,12 @@ from authority.accounts.clients import ClientRecord, get_client
 from authority.accounts.passwords import HashingBusy
 from authority.grants import GRANTS
 from authority.grants.common import TokenResponse
-from authority.grants.dpop import UseDpopNonceError, key_of_proof
+from authority.grants.dpop import (
+    UseDpopNonceError,
+    bind_refresh_token,
+    check_refresh_binding,
+    key_of_proof,
+)
 from authority.grants.errors import (
     InvalidRequestError,
     OAuth2Error,
@@ -118,11 +123,16 @@ async def _token(
         client_id=client.client_id,
         nonce_secret=auth.secret_key if auth.settings.dpop_nonce else None,
     )
+    if grant_type == "refresh_token":
+        await check_refresh_binding(auth.db, params.get("refresh_token"), jkt)
     bound = DPOP_KEY.set(jkt)
     try:
-        return await grant.handle(auth, client, params, client_address(request))
+        answer = await grant.handle(auth, client, params, client_address(request))
     finally:
         DPOP_KEY.reset(bound)
+    if client.is_public:  # RFC 9449 section 5: a public client's refresh tokens too
+        await bind_refresh_token(auth.db, answer.refresh_token, jkt)
+    return answer
 
 
 async def _revoke(

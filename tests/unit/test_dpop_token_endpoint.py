@@ -178,3 +178,57 @@ async def test_with_dpop_nonce_a_proof_needs_the_servers_nonce(nonce_world: Worl
     bound = await client_credentials(world, proof(world, nonce=nonce))
     assert bound.status_code == 200, bound.text
     assert jwt.decode(bound.json()["access_token"], options={"verify_signature": False})["cnf"]
+
+
+async def bound_login(world: World, key: Any) -> dict[str, Any]:
+    username, _email = await world.new_user()
+    form = {
+        "grant_type": "password",
+        "client_id": world.client_id("app"),
+        "username": username,
+        "password": PASSWORD,
+    }
+    response = await world.token(form, client=None, headers={"DPoP": proof(world, key)})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def refresh_with(world: World, refresh_token: str, dpop: str | None) -> Any:
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": world.client_id("app"),
+    }
+    headers = {"DPoP": dpop} if dpop is not None else {}
+    return await world.token(form, client=None, headers=headers)
+
+
+async def test_a_public_clients_bound_refresh_token_refreshes_only_with_a_proof_by_its_key(
+    world: World,
+) -> None:
+    tokens = await bound_login(world, ec_key(HOLDER))
+    for refused_proof in (None, proof(world, ed_key(HOLDER))):
+        refused = await refresh_with(world, tokens["refresh_token"], refused_proof)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "invalid_dpop_proof"
+    refreshed = await refresh_with(world, tokens["refresh_token"], proof(world))
+    assert refreshed.status_code == 200, refreshed.text
+    body = refreshed.json()
+    assert body["token_type"] == "DPoP"
+    assert world.decode(body["access_token"])["cnf"] == {"jkt": thumbprint(ec_key(HOLDER))}
+    # the rotated refresh token keeps the binding
+    again = await refresh_with(world, body["refresh_token"], None)
+    assert again.json()["error"] == "invalid_dpop_proof"
+    assert (await refresh_with(world, body["refresh_token"], proof(world))).status_code == 200
+
+
+async def test_an_unbound_refresh_token_refreshes_as_before(world: World) -> None:
+    tokens = await world.granted(
+        grant_type="password",
+        client_id=world.client_id("app"),
+        username=(await world.new_user())[0],
+        password=PASSWORD,
+    )
+    refreshed = await refresh_with(world, tokens["refresh_token"], None)
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["token_type"] == "Bearer"
