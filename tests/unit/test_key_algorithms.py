@@ -46,7 +46,7 @@ def token(manager: KeyManager, clock: Clock) -> str:
 
 
 def test_key_algorithm_is_one_of_the_table() -> None:
-    assert tuple(ALGORITHMS) == KEY_ALGORITHMS
+    assert set(ALGORITHMS) == set(KEY_ALGORITHMS)  # the order may differ: a test may patch
     assert key_algorithm(settings_with("EdDSA")) is EdDSA
     assert key_algorithm(Settings.from_env({"AUTHORITY_KEY_ALGORITHM": "ES256"})) is ES256
     for bad in ("HS256", "none", "es256", "Ed25519", "PS256", ""):
