@@ -38,6 +38,8 @@ from bench.report import BUSY_WARNING, RESULTS, summary, write
 BENCHMARKS = [
     "jwks",
     "client_credentials",
+    "client_credentials_es256",
+    "client_credentials_eddsa",
     "refresh",
     "concurrency",
     "refresh_scaling",

@@ -10,6 +10,7 @@ Target: requests/s of ours >= 0.8 x the baseline's.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.request
 from typing import Any
@@ -46,13 +47,17 @@ def post(url: str, body: str, headers: dict[str, str]) -> tuple[int, dict[str, A
 
 def claims_shape(token: str) -> tuple[list[str], list[str]]:
     """The header's and the payload's claim names of a JWT."""
-    import base64
 
     def part(segment: str) -> list[str]:
         return sorted(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
 
     header, payload, _ = token.split(".")
     return part(header), part(payload)
+
+
+def claims_alg(token: str) -> str:
+    header = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"])
 
 
 def check_same_shape(ours: dict[str, Any], base: dict[str, Any]) -> None:
@@ -69,19 +74,46 @@ def check_same_shape(ours: dict[str, Any], base: dict[str, Any]) -> None:
 
 
 def run(quick: bool) -> dict[str, Any]:
+    return run_with(quick, TITLE)
+
+
+def run_curve(quick: bool, alg: str) -> dict[str, Any]:
+    """``alg`` keys on both sides, with ``BENCH_WORKERS`` workers, then with 2 workers
+    each (the issue's figures: once signing is cheap, the HTTP path is the cost); the
+    second comparison goes into ``two_workers`` and the report's notes."""
+    title = f"Token endpoint: client_credentials with an {alg} key vs a bare {alg} signer"
+    result = run_with(quick, title, alg)
+    two = run_with(quick, title, alg, workers=2)
+    result["two_workers"] = {k: two[k] for k in ("ours", "baseline", "ratio", "cpu_ratio")}
+    result["notes"] = [
+        f"With 2 workers each: ours {two['ours']['requests_per_s']:,.0f} req/s, bare {alg} "
+        f"{two['baseline']['requests_per_s']:,.0f} req/s, ratio {two['ratio']:.2f} "
+        f"(CPU per request ratio {two['cpu_ratio']:.2f})."
+    ]
+    return result
+
+
+def run_with(
+    quick: bool, title: str, alg: str = "RS256", workers: int | None = None
+) -> dict[str, Any]:
+    """The comparison with keys of ``alg`` on both sides, ``workers`` each (default
+    ``BENCH_WORKERS``)."""
     duration, warmup = (3, 1) if quick else (10, 3)
     with workdir("bench-cc-") as tmp:
-        dep = deployment(tmp)
+        dep = deployment(tmp, AUTHORITY_KEY_ALGORITHM=alg)
         client_id, secret = dep.confidential_client()
         headers = {"Authorization": basic_auth(client_id, secret)}
         form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
         script = wrk_post_script(tmp, "client_credentials.lua", BODY, form)
         port = free_port()
-        with dep.serve(port) as ours:
+        serving = {"AUTHORITY_WORKERS": str(workers)} if workers else {}
+        with dep.serve(port, **serving) as ours:
             status, ours_answer = post(ours.url(PATH), BODY, headers)
             if status != 200:
                 raise BenchError(f"client_credentials answered {status}: {ours_answer}")
-            with rs256_baseline(tmp, port, client_id) as base:
+            if claims_alg(ours_answer["access_token"]) != alg:
+                raise BenchError(f"the authority did not sign with {alg}")
+            with rs256_baseline(tmp, port, client_id, alg, workers) as base:
                 status, base_answer = post(base.url(PATH), BODY, headers)
                 if status != 200:
                     raise BenchError(f"baseline answered {status}")
@@ -92,11 +124,13 @@ def run(quick: bool) -> dict[str, Any]:
                     warmup,
                 )
     return {
-        "title": TITLE,
+        "title": title,
         "ours": best["ours"],
         "baseline": best["baseline"],
         **verdict(best["ours"], best["baseline"], TARGET),
         "setup": {
+            "alg": alg,
+            "workers": workers,
             "duration_s": duration,
             "warmup_s": warmup,
             "token_bytes": len(ours_answer["access_token"]),

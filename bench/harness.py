@@ -392,10 +392,11 @@ def baseline(
     port: int,
     factory: str,
     ready_path: str = "/",
-    workers: int = WORKERS,
+    workers: int | None = None,
     **env: str,
 ) -> contextlib.AbstractContextManager[Server]:
-    """A ``bench.baseline_apps`` factory served like ours (see ``bench/serve.py``)."""
+    """A ``bench.baseline_apps`` factory served like ours (see ``bench/serve.py``),
+    with ``workers`` (default ``BENCH_WORKERS``)."""
     return server(
         f"baseline-{factory.rsplit(':', 1)[-1]}",
         [
@@ -406,7 +407,7 @@ def baseline(
             "--port",
             str(port),
             "--workers",
-            str(workers),
+            str(workers or WORKERS),
         ],
         port=port,
         ready_path=ready_path,

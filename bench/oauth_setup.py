@@ -108,15 +108,16 @@ def deployment(workdir: Path, **env: str) -> Deployment:
 
 
 def rs256_baseline(
-    tmp: Path, issuer_port: int, client_id: str, workers: int = WORKERS
+    tmp: Path, issuer_port: int, client_id: str, alg: str = "RS256", workers: int | None = None
 ) -> contextlib.AbstractContextManager[Server]:
-    """The bare RS256-signing endpoint, signing tokens shaped like ours."""
+    """The bare signing endpoint (RS256, or ``alg``), signing tokens shaped like ours."""
     return baseline(
         tmp,
         free_port(),
         "bench.baseline_apps:rs256_token",
         ready_path="/health",
         workers=workers,
+        BENCH_ALG=alg,
         BENCH_ISSUER=f"http://127.0.0.1:{issuer_port}",
         BENCH_CLIENT_ID=client_id,
     )

@@ -30,9 +30,10 @@ from authority.clock import system_clock
 from authority.settings import MIN_KEY_PASSPHRASE, Settings
 from authority.signing.encryption import EncryptStep, encrypt_keys
 from authority.signing.key_events import KeyAudit
-from authority.signing.keys import prove_passphrase
+from authority.signing.keys import key_algorithm, prove_passphrase
 from authority.signing.manager import prune, revoke, rotate, statuses
 from authority.signing.records import KeyRecord, KeyStore, KeyStoreError
+from authority.verifier.algorithms import ALGORITHMS
 
 T = TypeVar("T")
 
@@ -104,12 +105,13 @@ def keys_list(as_json: bool) -> None:
     def show(rows: list[dict[str, Any]]) -> None:
         # Whole kids, whatever the terminal's width: `keys revoke KID` needs them.
         table = Table(box=None, pad_edge=False)
-        for name in ("kid", "state", "size", "signs from", "removed after", "encrypted"):
+        for name in ("kid", "state", "alg", "size", "signs from", "removed after", "encrypted"):
             table.add_column(name, no_wrap=True)
         for r in rows:
             table.add_row(
                 r["kid"],
                 r["state"],
+                r["algorithm"],
                 str(r["size"]),
                 r["activate_at"],
                 r["remove_after"] or "",
@@ -157,13 +159,25 @@ async def _unopened(records: list[KeyRecord], passphrase: str | None) -> list[st
     "fail at verifiers whose JWKS cache predates it).",
 )
 @click.option("--size", type=click.Choice(["2048", "3072", "4096"]), help="RSA key size.")
+@click.option(
+    "--alg",
+    type=click.Choice(list(ALGORITHMS)),
+    help="Algorithm of the new key (default: AUTHORITY_KEY_ALGORITHM).",
+)
 @json_option
-def keys_rotate(now_: bool, size: str | None, as_json: bool) -> None:
+def keys_rotate(now_: bool, size: str | None, alg: str | None, as_json: bool) -> None:
     """Publish a new key; it signs after KEY_PUBLISH_DELAY (or at once with --now)."""
 
     async def body(settings: Settings, store: KeyStore, trail: KeyAudit) -> dict[str, Any]:
+        # Without --alg, a pending key of any algorithm is the one --now promotes.
+        algorithm = ALGORITHMS[alg] if alg else None
+        made = algorithm or key_algorithm(settings)
+        if size and made.bits is not None:
+            raise CommandError(f"--size is for RSA keys; {made.name} keys have one size")
         chosen = int(size) if size else None
-        result = await rotate(store, settings, now_=now_, size=chosen, trail=trail)
+        result = await rotate(
+            store, settings, now_=now_, size=chosen, algorithm=algorithm, trail=trail
+        )
         return {"outcome": result.outcome, "kid": result.kid, "activate_at": result.activate_at}
 
     def show(r: dict[str, Any]) -> None:

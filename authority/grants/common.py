@@ -17,6 +17,7 @@ import msgspec
 
 from authority.accounts.clients import SCOPE_TOKEN, ClientRecord
 from authority.grants.errors import InvalidRequestError, InvalidScopeError, InvalidTargetError
+from authority.signing.signer import DPOP_KEY
 
 Params = Mapping[str, str]
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -34,7 +35,10 @@ class TokenResponse(msgspec.Struct, omit_defaults=True):
 
 
 def bearer(access_token: str, expires_in: int, scope: str, refresh: str | None) -> TokenResponse:
-    return TokenResponse(access_token, "Bearer", expires_in, scope, refresh)
+    """The token response; ``token_type`` ``DPoP`` when the access token is bound to the
+    request's DPoP key (RFC 9449 section 5)."""
+    kind = "Bearer" if DPOP_KEY.get() is None else "DPoP"
+    return TokenResponse(access_token, kind, expires_in, scope, refresh)
 
 
 def parse_scope(params: Params) -> list[str] | None:

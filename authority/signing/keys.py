@@ -10,10 +10,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from authority.settings import Settings
 from authority.signing.records import KeyRecord, KeyStoreError, sort_key, thumbprint
 from authority.signing.signer import SigningKey
-from authority.verifier.algorithms import RS256, Algorithm
+from authority.verifier.algorithms import ALGORITHMS, RS256, Algorithm
 from authority.verifier.jwks import PublicKey
+
+
+def key_algorithm(settings: Settings) -> Algorithm:
+    """The algorithm of new keys: ``KEY_ALGORITHM``'s entry of the algorithms table."""
+    return ALGORITHMS[settings.key_algorithm]
 
 
 def generate(
@@ -28,7 +34,7 @@ def generate(
     jwk = algorithm.public_jwk(private_key.public_key())
     return KeyRecord(
         kid=thumbprint(jwk),
-        size=size,
+        size=algorithm.bits or size,
         created_at=now,
         activate_at=activate_at,
         private_pem=pem,
@@ -66,8 +72,8 @@ def decrypt(record: KeyRecord, passphrase: str | None) -> Any:
             ) from None
         raise KeyStoreError(f"key {record.kid} is corrupted: {exc}") from None
     algorithm = record.algorithm
-    if not isinstance(key, algorithm.private_type):
-        raise KeyStoreError(f"key {record.kid} is not a {algorithm.kty} key")
+    if not algorithm.owns(key):
+        raise KeyStoreError(f"key {record.kid} is not a key of {algorithm.name}")
     if thumbprint(algorithm.public_jwk(key.public_key())) != record.kid:
         raise KeyStoreError(f"key {record.kid} is corrupted: its thumbprint does not match its kid")
     return key
@@ -111,6 +117,16 @@ def refuse_mixed_store(records: Iterable[KeyRecord], passphrase: str | None) -> 
         )
 
 
+def refuse_other_pending(pending: Sequence[KeyRecord], algorithm: Algorithm | None) -> None:
+    """A rotation to ``algorithm`` while a ``next`` key of another waits would either
+    do nothing or promote that other key: neither is what was asked, so say so."""
+    if pending and algorithm is not None and pending[0].algorithm != algorithm:
+        raise KeyStoreError(
+            f"a next {pending[0].algorithm.name} key {pending[0].kid} is pending: nothing "
+            f"was changed (let it become current, or revoke it, before a {algorithm.name} key)"
+        )
+
+
 def refuse_plain_keys(records: list[KeyRecord], where: str) -> None:
     """Production keeps every private key encrypted at rest (README, "Signing keys"):
     a key made without ``KEY_PASSPHRASE`` (in development, say) is refused, not used."""
@@ -141,6 +157,10 @@ class KeyRing:
             for r in self.records
         ]
         self.jwks = json.dumps({"keys": keys}, separators=(",", ":")).encode()
+        used = {r.algorithm.name for r in self.records}
+        # The algorithms of the published keys, in the table's order: what tokens,
+        # status lists and ID tokens may be signed with now (README, "Signing algorithms").
+        self.algorithms = [name for name in ALGORITHMS if name in used]
         self.etag = '"' + hashlib.sha256(self.jwks).hexdigest()[:32] + '"'
 
     def public_key(self, kid: str) -> PublicKey | None:

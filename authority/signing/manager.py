@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from authority import metrics
@@ -23,8 +23,10 @@ from authority.signing.keys import (
     KeyRing,
     decrypt,
     generate,
+    key_algorithm,
     prove_passphrase,
     refuse_mixed_store,
+    refuse_other_pending,
     refuse_plain_keys,
 )
 from authority.signing.records import (
@@ -36,6 +38,7 @@ from authority.signing.records import (
     lifecycle,
 )
 from authority.signing.signer import SigningKey
+from authority.verifier.algorithms import Algorithm
 
 log = logging.getLogger("authority.keys")
 # The (kid, private PEM) pairs KEY_PASSPHRASE has been seen to open.
@@ -63,11 +66,12 @@ async def _prove(records: list[KeyRecord], settings: Settings, proven: Proven) -
 async def _fresh(
     store: KeyStore, settings: Settings, size: int, proven: Proven, now: float
 ) -> KeyRecord:
-    """A new key, made once the passphrase is proven to open the stored ones."""
+    """A new key of ``KEY_ALGORITHM``, once the passphrase is proven to open the others."""
     records = await store.load()
     await _prove(records, settings, proven)
     refuse_mixed_store(records, settings.key_passphrase)
-    return await asyncio.to_thread(generate, size, settings.key_passphrase, 0.0, now)
+    made = key_algorithm(settings)
+    return await asyncio.to_thread(generate, size, settings.key_passphrase, 0.0, now, made)
 
 
 async def rotate(
@@ -76,31 +80,35 @@ async def rotate(
     *,
     now_: bool = False,
     size: int | None = None,
+    algorithm: Algorithm | None = None,
     clock: Clock = system_clock,
     trail: KeyAudit | None = None,
     proven: Proven | None = None,
 ) -> RotateResult:
-    """Publish a new ``next`` key (or with ``now_``, make one ``current`` at once).
+    """Publish a new ``next`` key (or with ``now_``, make one ``current`` at once), of
+    ``algorithm`` (default ``KEY_ALGORITHM``): a switch of algorithm is a rotation.
 
     A pending ``next`` key makes a plain rotation a no-op, and ``--now`` promotes it
     instead of generating another, so two rotations at once never stack up keys.
     ``proven``: keys already opened by this process's passphrase (see ``_prove``).
     """
     proven = set() if proven is None else proven
-    fresh = await _fresh(store, settings, size or settings.key_size, proven, clock())
+    spec = settings.replace(key_algorithm=algorithm.name) if algorithm else settings
+    fresh = await _fresh(store, spec, size or settings.key_size, proven, clock())
     async with store.transaction() as tx:
         now = clock()
         records = await tx.records()
         await _prove(records, settings, proven)
         states = statuses(records, settings, now)
         pending = [s.record for s in states if s.state == "next"]
+        refuse_other_pending(pending, algorithm)
         if now_:
             result, events = await _make_current(tx, states, fresh, now)
         elif pending:
             return RotateResult("pending", pending[0].kid, pending[0].activate_at)
         else:
             result = RotateResult("created", fresh.kid, now + settings.key_publish_delay)
-            await tx.add(_at(fresh, result.activate_at, now))
+            await tx.add(replace(fresh, created_at=now, activate_at=result.activate_at))
             events = [KeyEvent.of("key.created", fresh)]
     await tell(trail, events)
     return result
@@ -123,7 +131,7 @@ async def ensure_key(
         if any(s.state == "current" for s in statuses(records, settings, now)):
             return None
         await _prove(records, settings, proven)
-        await tx.add(_at(fresh, now, now))
+        await tx.add(replace(fresh, created_at=now, activate_at=now))
     await tell(trail, [KeyEvent.of("key.created", fresh)])
     return RotateResult("created", fresh.kid, now)
 
@@ -213,7 +221,7 @@ async def auto_rotate(
         if activate_at is None:
             return None
         await _prove(records, settings, proven)
-        await tx.add(_at(fresh, activate_at, now))
+        await tx.add(replace(fresh, created_at=now, activate_at=activate_at))
     await tell(trail, [KeyEvent.of("key.created", fresh)])
     return RotateResult("created", fresh.kid, activate_at)
 
@@ -231,14 +239,8 @@ async def _make_current(
         return RotateResult("promoted", pending[0].kid, at), [
             KeyEvent.of("key.promoted", pending[0])
         ]
-    await tx.add(_at(fresh, at, now))
+    await tx.add(replace(fresh, created_at=now, activate_at=at))
     return RotateResult("created", fresh.kid, at), [KeyEvent.of("key.created", fresh)]
-
-
-def _at(record: KeyRecord, activate_at: float, now: float) -> KeyRecord:
-    return KeyRecord(
-        record.kid, record.size, now, activate_at, record.private_pem, record.public_jwk
-    )
 
 
 class KeyManager:

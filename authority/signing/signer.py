@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,8 +35,13 @@ RESERVED_CLAIMS = frozenset(
         "sid",
         "auth_time",
         "status",
+        "cnf",
     }
 )
+# RFC 9449 section 6.1: the RFC 7638 thumbprint of the key the tokens issued for this
+# request are bound to (``cnf.jkt``); set by the token endpoint once the request's DPoP
+# proof has passed (``authority.grants.dpop``), for every grant alike.
+DPOP_KEY: ContextVar[str | None] = ContextVar("dpop_key", default=None)
 ClaimsHook = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 """Called with the registered claims of each access token; returns extra claims to add.
 Set it with ``create_app(settings, claims_hook=...)``."""
@@ -122,6 +128,9 @@ class AccessTokenSigner:
             claims["username"] = username
         if sid is not None:
             claims["sid"] = sid
+        jkt = DPOP_KEY.get()
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}
         if status_idx is not None and self.status_uri is not None:
             # draft-ietf-oauth-status-list section 6.1: the token's place in the list.
             claims["status"] = {"status_list": {"idx": status_idx, "uri": self.status_uri}}

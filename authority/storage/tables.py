@@ -108,6 +108,8 @@ class RefreshFamily(Base):
     # Where the session was opened (``/auth/sessions``); its last use is its newest token.
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # RFC 9449 section 5: the thumbprint of the DPoP key its refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshToken(Base):
@@ -213,3 +215,13 @@ class StatusState(Base):
         return (
             update(StatusState).where(StatusState.id == 1).values(version=StatusState.version + 1)
         )
+
+
+class DpopProof(Base):
+    """A DPoP proof accepted by any replica (RFC 9449 section 11.1): the SHA-256 of its
+    key's thumbprint and its ``jti``, kept until the proof window has passed."""
+
+    __tablename__ = "dpop_proofs"
+
+    proof_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

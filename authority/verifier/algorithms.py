@@ -16,9 +16,21 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
-__all__ = ["ALGORITHMS", "RS256", "Algorithm", "InvalidSignature", "algorithm_of_jwk"]
+__all__ = [
+    "ALGORITHMS",
+    "ES256",
+    "RS256",
+    "Algorithm",
+    "EdDSA",
+    "InvalidSignature",
+    "algorithm_of_jwk",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,13 @@ class Algorithm:
     private_type: type
     public_type: type
     crv: str | None = None  # the JWK "crv" of elliptic-curve key types
+    bits: int | None = None  # the fixed key size of curve algorithms (RSA: chosen)
+    # Whether a private key of ``private_type`` is of this algorithm (its curve, say)
+    fits: Callable[[Any], bool] = lambda _key: True
+
+    def owns(self, private_key: object) -> bool:
+        """Whether this algorithm signs with ``private_key``."""
+        return isinstance(private_key, self.private_type) and self.fits(private_key)
 
     def matches(self, jwk: Mapping[str, Any]) -> bool:
         """Whether a JWK (without ``alg``) has this algorithm's key type (and curve)."""
@@ -139,7 +158,119 @@ RS256 = Algorithm(
     public_type=rsa.RSAPublicKey,
 )
 
-ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (RS256,)}
+
+# --- ES256: ECDSA on P-256 with SHA-256 (RFC 7518 section 3.4) -------------------------
+
+_P256 = ec.SECP256R1()
+_ECDSA = ec.ECDSA(_SHA256)
+_P256_BYTES = 32
+
+
+def _p256_generate(_size: int) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(_P256)
+
+
+def _es256_sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """RFC 7518 section 3.4: the signature is R || S, each 32 bytes big-endian, not
+    the DER ``cryptography`` gives."""
+    r, s = decode_dss_signature(key.sign(data, _ECDSA))
+    return r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+
+
+def _es256_verify(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> None:
+    """Only the 64-byte R || S form: a DER signature (70 to 72 bytes) is refused, so
+    a signature has exactly one encoding. OpenSSL refuses R or S of 0 or at least
+    the group order."""
+    if len(signature) != 2 * _P256_BYTES:
+        raise InvalidSignature
+    r = int.from_bytes(signature[:_P256_BYTES], "big")
+    s = int.from_bytes(signature[_P256_BYTES:], "big")
+    key.verify(encode_dss_signature(r, s), data, _ECDSA)
+
+
+def _p256_members(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
+    numbers = key.public_numbers()
+    return {
+        "x": _b64url(numbers.x.to_bytes(_P256_BYTES, "big")),
+        "y": _b64url(numbers.y.to_bytes(_P256_BYTES, "big")),
+    }
+
+
+def _p256_load(members: Mapping[str, bytes]) -> ec.EllipticCurvePublicKey:
+    """RFC 7518 section 6.2.1: coordinates of the full 32 bytes; the point must lie on
+    the curve (``cryptography`` checks it), so an invalid-curve point is refused."""
+    if any(len(members[name]) != _P256_BYTES for name in ("x", "y")):
+        raise ValueError("P-256 coordinates must be 32 bytes")
+    x, y = (int.from_bytes(members[name], "big") for name in ("x", "y"))
+    return ec.EllipticCurvePublicNumbers(x, y, _P256).public_key()
+
+
+def _is_p256(key: ec.EllipticCurvePrivateKey) -> bool:
+    return isinstance(key.curve, ec.SECP256R1)
+
+
+ES256 = Algorithm(
+    name="ES256",
+    kty="EC",
+    crv="P-256",
+    bits=256,
+    members=("x", "y"),
+    generate=_p256_generate,
+    sign=_es256_sign,
+    verify=_es256_verify,
+    public_members=_p256_members,
+    load_public=_p256_load,
+    private_type=ec.EllipticCurvePrivateKey,
+    public_type=ec.EllipticCurvePublicKey,
+    fits=_is_p256,
+)
+
+
+# --- EdDSA: Ed25519 (RFC 8037 section 3.1) --------------------------------------------
+
+_ED25519_BYTES = 32
+
+
+def _ed25519_generate(_size: int) -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def _ed25519_sign(key: ed25519.Ed25519PrivateKey, data: bytes) -> bytes:
+    return key.sign(data)
+
+
+def _ed25519_verify(key: ed25519.Ed25519PublicKey, signature: bytes, data: bytes) -> None:
+    if len(signature) != 2 * _ED25519_BYTES:
+        raise InvalidSignature
+    key.verify(signature, data)
+
+
+def _ed25519_members(key: ed25519.Ed25519PublicKey) -> dict[str, str]:
+    return {"x": _b64url(key.public_bytes_raw())}
+
+
+def _ed25519_load(members: Mapping[str, bytes]) -> ed25519.Ed25519PublicKey:
+    if len(members["x"]) != _ED25519_BYTES:
+        raise ValueError("Ed25519 public key must be 32 bytes")
+    return ed25519.Ed25519PublicKey.from_public_bytes(members["x"])
+
+
+EdDSA = Algorithm(
+    name="EdDSA",
+    kty="OKP",
+    crv="Ed25519",
+    bits=256,
+    members=("x",),
+    generate=_ed25519_generate,
+    sign=_ed25519_sign,
+    verify=_ed25519_verify,
+    public_members=_ed25519_members,
+    load_public=_ed25519_load,
+    private_type=ed25519.Ed25519PrivateKey,
+    public_type=ed25519.Ed25519PublicKey,
+)
+
+ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (RS256, ES256, EdDSA)}
 
 
 def algorithm_of_jwk(jwk: Mapping[str, Any]) -> Algorithm | None:
@@ -156,6 +287,6 @@ def algorithm_of_jwk(jwk: Mapping[str, Any]) -> Algorithm | None:
 def algorithm_of_key(private_key: object) -> Algorithm | None:
     """The algorithm that signs with this private key."""
     for algorithm in ALGORITHMS.values():
-        if isinstance(private_key, algorithm.private_type):
+        if algorithm.owns(private_key):
             return algorithm
     return None

@@ -17,7 +17,12 @@ Starlette). Failures are answered here, never by the app:
   ``temporarily_unavailable`` with ``Retry-After``; the token may be valid, so the
   client should not be told otherwise (RFC 6750's ``invalid_token`` says it is not);
 - a token the status list says is revoked: 401 ``invalid_token`` (RFC 6750 section
-  3.1 names "revoked" among its causes).
+  3.1 names "revoked" among its causes);
+- DPoP (RFC 9449 section 7): ``Authorization: DPoP <token>`` with one ``DPoP`` proof
+  header is checked against this request's method and URL (scheme, ``Host`` and
+  path); a bad proof is 401 ``invalid_dpop_proof``, and a token bound to a key but
+  sent as ``Bearer`` is 401 ``invalid_token``, both with a ``WWW-Authenticate: DPoP``
+  challenge naming the accepted algorithms.
 
 WebSocket connections are authenticated alike; a refusal closes them with 1008 before
 they are accepted. Only the standard library: no framework is imported.
@@ -29,6 +34,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from authority.verifier.algorithms import ALGORITHMS
 from authority.verifier.jose import InvalidToken, KeysUnavailable
 from authority.verifier.status import StatusUnavailable
 from authority.verifier.verify import Verifier
@@ -40,6 +46,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RETRY_AFTER = "5"
+_DPOP_REASONS = frozenset({"dpop_required", "invalid_dpop_proof", "dpop_unbound"})
 
 
 class Denied(Exception):
@@ -52,6 +59,7 @@ class Denied(Exception):
         description: str = "",
         scope: str | None = None,
         realm: str | None = None,
+        dpop: bool = False,
     ):
         super().__init__(error or "unauthorized")
         self.status = status
@@ -59,11 +67,14 @@ class Denied(Exception):
         self.description = description
         self.scope = scope
         self.realm = realm
+        self.dpop = dpop
 
     def headers(self) -> dict[str, str]:
         if self.status == 503:
             return {"retry-after": RETRY_AFTER}
-        return {"www-authenticate": challenge(self.error, self.description, self.scope, self.realm)}
+        algs = " ".join(ALGORITHMS) if self.dpop else None
+        value = challenge(self.error, self.description, self.scope, self.realm, algs)
+        return {"www-authenticate": value}
 
     def body(self) -> dict[str, str]:
         if self.error is None:
@@ -80,9 +91,14 @@ def _quoted(value: str) -> str:
 
 
 def challenge(
-    error: str | None, description: str = "", scope: str | None = None, realm: str | None = None
+    error: str | None,
+    description: str = "",
+    scope: str | None = None,
+    realm: str | None = None,
+    algs: str | None = None,
 ) -> str:
-    """The ``WWW-Authenticate`` value of RFC 6750 section 3."""
+    """The ``WWW-Authenticate`` value of RFC 6750 section 3, or with ``algs`` of the
+    DPoP scheme (RFC 9449 section 7.1)."""
     params = []
     if realm is not None:
         params.append(f"realm={_quoted(realm)}")
@@ -92,23 +108,50 @@ def challenge(
             params.append(f"error_description={_quoted(description)}")
     if scope is not None:
         params.append(f"scope={_quoted(scope)}")
-    return "Bearer " + ", ".join(params) if params else "Bearer"
+    if algs is not None:
+        params.append(f"algs={_quoted(algs)}")
+    name = "Bearer" if algs is None else "DPoP"
+    return f"{name} " + ", ".join(params) if params else name
 
 
 def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The token of ``Authorization: Bearer``; None without bearer credentials."""
+    found = credentials(headers)
+    return found[1] if found is not None and found[0] == "bearer" else None
+
+
+def credentials(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """The scheme (``bearer`` or ``dpop``) and token of the ``Authorization`` header;
+    None without credentials of either scheme."""
     values = [v for k, v in headers if k.lower() == b"authorization"]
     if not values:
         return None
     if len(values) > 1:
         raise Denied(400, "invalid_request", "more than one Authorization header")
-    scheme, _, credentials = values[0].decode("latin-1").strip().partition(" ")
-    if scheme.lower() != "bearer":
+    scheme, _, given = values[0].decode("latin-1").strip().partition(" ")
+    if scheme.lower() not in ("bearer", "dpop"):
         return None
-    token = credentials.strip()
+    token = given.strip()
     if not token or " " in token:
-        raise Denied(400, "invalid_request", "malformed bearer credentials")
-    return token
+        raise Denied(400, "invalid_request", f"malformed {scheme} credentials")
+    return scheme.lower(), token
+
+
+def dpop_proof(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The one ``DPoP`` header (RFC 9449 section 4.3: more than one is refused)."""
+    values = [v for k, v in headers if k.lower() == b"dpop"]
+    if len(values) > 1:
+        raise Denied(401, "invalid_dpop_proof", "more than one DPoP header", dpop=True)
+    return values[0].decode("latin-1").strip() if values else None
+
+
+def request_url(scope: Scope) -> str:
+    """The URL the client called, as a DPoP proof's ``htu`` names it: the scheme, the
+    ``Host`` header and the path (RFC 9449 section 4.3 ignores query and fragment)."""
+    headers = dict((k.lower(), v) for k, v in scope.get("headers", ()))
+    host = headers.get(b"host", b"").decode("latin-1")
+    scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme"))
+    return f"{scheme}://{host}{scope.get('root_path', '')}{scope.get('path', '')}"
 
 
 def granted(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -134,16 +177,24 @@ def check_scopes(
 async def authenticate(
     verifier: Verifier, scope: Scope, realm: str | None = None
 ) -> dict[str, Any]:
-    """The claims of the request's bearer token, or ``Denied``."""
-    token = bearer_token(scope.get("headers", ()))
-    if token is None:
+    """The claims of the request's bearer or DPoP-bound token, or ``Denied``."""
+    headers = scope.get("headers", ())
+    found = credentials(headers)
+    if found is None:
         raise Denied(401, None, realm=realm)
+    scheme, token = found
+    proof = dpop_proof(headers) if scheme == "dpop" else None
+    if scheme == "dpop" and proof is None:
+        raise Denied(401, "invalid_dpop_proof", "a DPoP proof header is required", dpop=True)
+    method = scope.get("method", "GET")
     try:
-        return await verifier.averify(token)
+        return await verifier.averify(token, dpop=proof, method=method, url=request_url(scope))
     except (KeysUnavailable, StatusUnavailable) as exc:
         raise Denied(503, "temporarily_unavailable", exc.description) from None
     except InvalidToken as exc:
-        raise Denied(401, "invalid_token", exc.description, realm=realm) from None
+        error = "invalid_dpop_proof" if exc.reason == "invalid_dpop_proof" else "invalid_token"
+        dpop = scheme == "dpop" or exc.reason in _DPOP_REASONS
+        raise Denied(401, error, exc.description, realm=realm, dpop=dpop) from None
 
 
 async def deny(denied: Denied, scope: Scope, receive: Receive, send: Send) -> None:

@@ -39,6 +39,9 @@ Reason = Literal[
     "keys_unavailable",
     "revoked",
     "status_unavailable",
+    "dpop_required",
+    "dpop_unbound",
+    "invalid_dpop_proof",
 ]
 
 DESCRIPTIONS: dict[Reason, str] = {
@@ -65,6 +68,9 @@ DESCRIPTIONS: dict[Reason, str] = {
     "keys_unavailable": "the signing keys cannot be fetched",
     "revoked": "the token status list says the token is revoked",
     "status_unavailable": "the token status list cannot be fetched",
+    "dpop_required": "the token is bound to a DPoP key: send it with a DPoP proof",
+    "dpop_unbound": "a DPoP proof came with a token that is not bound to a key",
+    "invalid_dpop_proof": "the DPoP proof is not valid",
 }
 
 

@@ -37,13 +37,17 @@ def _member(jwk: Mapping[str, Any], name: str) -> bytes:
 def public_key(jwk: Mapping[str, Any]) -> PublicKey:
     """The verification key of a public JWK, or ValueError saying why it is unusable.
 
-    Refused: key types and ``alg`` values no registered algorithm has, ``use`` other
-    than ``sig``, ``key_ops`` without ``verify``, private key material, and whatever
-    the algorithm's own checks refuse (weak RSA moduli, for one).
+    Refused: a key without ``alg`` (RFC 8725 section 3.1: a key is for one algorithm,
+    and it says which), key types and ``alg`` values no registered algorithm has or
+    that disagree (``kty`` and ``crv`` must be the ``alg``'s own), ``use`` other than
+    ``sig``, ``key_ops`` without ``verify``, private key material, and whatever the
+    algorithm's own checks refuse (weak RSA moduli, points off the curve).
     """
     kid = jwk.get("kid")
     if type(kid) is not str or not kid:
         raise ValueError("no kid")
+    if "alg" not in jwk:
+        raise ValueError("no alg")
     algorithm = algorithm_of_jwk(jwk)
     if algorithm is None:
         raise ValueError(

@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from authority.verifier.cache import CachePolicy, Fetch, KeyCache, urllib_fetch
+from authority.verifier.dpop import InvalidProof, ProofMemory, check_proof
 from authority.verifier.jose import InvalidToken, shown
 from authority.verifier.jwks import parse_jwks
 from authority.verifier.jws import check_header, check_signature, parse_access_token, split
@@ -105,6 +106,7 @@ class Verifier:
             fail_open=status_fail_open,
         )
         self.check_status = check_status
+        self._proofs = ProofMemory()
 
     @property
     def kids(self) -> frozenset[str]:
@@ -125,8 +127,19 @@ class Verifier:
 
     # --- the two steps -------------------------------------------------------------
 
-    def verify(self, token: str | bytes) -> dict[str, Any]:
-        """The claims of a valid access token; InvalidToken with a ``reason`` otherwise."""
+    def verify(
+        self,
+        token: str | bytes,
+        *,
+        dpop: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> dict[str, Any]:
+        """The claims of a valid access token; InvalidToken with a ``reason`` otherwise.
+
+        A token bound to a key (``cnf.jkt``, RFC 9449 section 6) needs ``dpop``, a proof
+        by that key for this request (``method`` and ``url``) and this token (``ath``),
+        not seen before in this process; a proof with an unbound token is refused too."""
         parsed = parse_access_token(token)
         now = self._clock()
         snapshot = self._cache.snapshot
@@ -135,11 +148,19 @@ class Verifier:
             key = self._cache.get(parsed.kid, now)
         check_signature(key, parsed.alg, parsed.signature, parsed.signing_input)
         self._check_claims(parsed.claims, now)
+        self._check_binding(parsed.claims, token, dpop, method, url, now)
         if self.check_status and "status" in parsed.claims:
             self._status.check(parsed.claims, now)
         return parsed.claims
 
-    async def averify(self, token: str | bytes) -> dict[str, Any]:
+    async def averify(
+        self,
+        token: str | bytes,
+        *,
+        dpop: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> dict[str, Any]:
         """``verify`` for event loops: a key fetch, when needed, is awaited."""
         parsed = parse_access_token(token)
         now = self._clock()
@@ -149,6 +170,7 @@ class Verifier:
             key = await self._cache.aget(parsed.kid, now)
         check_signature(key, parsed.alg, parsed.signature, parsed.signing_input)
         self._check_claims(parsed.claims, now)
+        self._check_binding(parsed.claims, token, dpop, method, url, now)
         if self.check_status and "status" in parsed.claims:
             await self._status.acheck(parsed.claims, now)
         return parsed.claims
@@ -160,6 +182,38 @@ class Verifier:
         key = self._cache.get(kid, self._clock())
         check_signature(key, alg, signature, signing_input)
         return payload
+
+    def _check_binding(
+        self,
+        claims: dict[str, Any],
+        token: str | bytes,
+        dpop: str | None,
+        method: str | None,
+        url: str | None,
+        now: float,
+    ) -> None:
+        """RFC 9449 section 7.1: a bound token only with a proof by its key."""
+        cnf = claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if cnf is not None and type(jkt) is not str:
+            raise InvalidToken("invalid_claim", "cnf must hold a jkt")
+        if jkt is None:
+            if dpop is not None:
+                raise InvalidToken("dpop_unbound")
+            return
+        if dpop is None:
+            raise InvalidToken("dpop_required")
+        if method is None or url is None:
+            raise ValueError("verify(token, dpop=...) needs the request's method and url")
+        text = token if isinstance(token, str) else token.decode("ascii")
+        try:
+            proof = check_proof(dpop, method=method, url=url, now=now, access_token=text)
+        except InvalidProof as exc:
+            raise InvalidToken("invalid_dpop_proof", exc.description) from None
+        if proof.jkt != jkt:
+            raise InvalidToken("invalid_dpop_proof", "the proof is not by the token's key")
+        if not self._proofs.first_use(proof, now):
+            raise InvalidToken("invalid_dpop_proof", "the proof was used before")
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> None:
         for name in REQUIRED_CLAIMS:

@@ -54,10 +54,11 @@ JWKS_RESPONSES = {
 }
 
 
-def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
+def metadata(settings: Settings, scopes: list[str], algorithms: list[str]) -> dict[str, Any]:
     """RFC 8414 section 2. There is no authorization endpoint, so the only response
     type is ``none`` (OAuth 2.0 Multiple Response Type Encoding Practices). Clients
-    authenticate with secrets only, so no ``*_auth_signing_alg_values_supported``."""
+    authenticate with secrets only, so no ``*_auth_signing_alg_values_supported``.
+    ``algorithms``: those of the published keys (``KeyRing.algorithms``)."""
     issuer = settings.issuer
     document = AuthorizationServerMetadata(
         {
@@ -72,6 +73,8 @@ def metadata(settings: Settings, scopes: list[str]) -> dict[str, Any]:
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
             "scopes_supported": scopes,
             "response_types_supported": ["none"],
+            "id_token_signing_alg_values_supported": algorithms,
+            "dpop_signing_alg_values_supported": list(ALGORITHMS),  # RFC 9449 section 5.1
         }
     )
     _validate(document)
@@ -105,7 +108,8 @@ def discovery_handlers(
         responses=UNAVAILABLE,
     )
     async def server_metadata() -> dict[str, Any]:
-        return metadata(settings, scopes=await db.read(all_scopes))
+        algorithms = keys.current_ring().algorithms
+        return metadata(settings, scopes=await db.read(all_scopes), algorithms=algorithms)
 
     cached: dict[str, Any] = {}
     served, not_modified = metrics.JWKS_REQUESTS.labels("200"), metrics.JWKS_REQUESTS.labels("304")

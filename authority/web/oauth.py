@@ -23,6 +23,12 @@ from authority.accounts.clients import ClientRecord, get_client
 from authority.accounts.passwords import HashingBusy
 from authority.grants import GRANTS
 from authority.grants.common import TokenResponse
+from authority.grants.dpop import (
+    UseDpopNonceError,
+    bind_refresh_token,
+    check_refresh_binding,
+    key_of_proof,
+)
 from authority.grants.errors import (
     InvalidRequestError,
     OAuth2Error,
@@ -40,6 +46,7 @@ from authority.sessions.service import Authority
 from authority.signing.manager import KeyManager
 from authority.signing.own_tokens import decode_own_access_token
 from authority.signing.records import KeyStoreError
+from authority.signing.signer import DPOP_KEY
 from authority.status.store import (
     access_token_revoked,
     index_of,
@@ -77,6 +84,10 @@ async def _guarded(
     """Run an endpoint, mapping OAuth, size and storage errors to RFC responses."""
     try:
         return json_response(await work(auth, keys, request))
+    except UseDpopNonceError as exc:  # RFC 9449 section 8: the nonce to use next
+        response = error_response(exc)
+        response.headers["DPoP-Nonce"] = exc.nonce
+        return response
     except OAuth2Error as exc:
         return error_response(exc)
     except RequestEntityTooLarge:
@@ -104,7 +115,25 @@ async def _token(
     client = await authenticate_client(auth, request, params)
     if grant_type not in client.grant_types:
         raise UnauthorizedClientError(description=f"client may not use {grant_type}")
-    return await grant.handle(auth, client, params, client_address(request))
+    jkt = await key_of_proof(
+        auth.db,
+        request.headers.getall("dpop", []),
+        method="POST",
+        url=f"{auth.settings.issuer}/oauth/token",
+        now=auth.clock(),
+        client_id=client.client_id,
+        nonce_secret=auth.secret_key if auth.settings.dpop_nonce else None,
+    )
+    if grant_type == "refresh_token":
+        await check_refresh_binding(auth.db, params.get("refresh_token"), jkt)
+    bound = DPOP_KEY.set(jkt)
+    try:
+        answer = await grant.handle(auth, client, params, client_address(request))
+    finally:
+        DPOP_KEY.reset(bound)
+    if client.is_public:  # RFC 9449 section 5: a public client's refresh tokens too
+        await bind_refresh_token(auth.db, answer.refresh_token, jkt)
+    return answer
 
 
 async def _revoke(

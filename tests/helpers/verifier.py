@@ -1,6 +1,6 @@
-"""Helpers for the verifier tests (no tests here): RSA keys and their JWKs, a token
-signer that can also write raw bytes, and a real JWKS server on 127.0.0.1 that counts
-its requests and fails on demand."""
+"""Helpers for the verifier tests (no tests here): RSA, P-256 and Ed25519 keys and their
+JWKs, token signers that can also write raw bytes, and a real JWKS server on 127.0.0.1
+that counts its requests and fails on demand."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "api://orders"
@@ -52,6 +53,67 @@ def public_jwk(key: rsa.RSAPrivateKey) -> dict[str, str]:
 
 def kid_of(key: rsa.RSAPrivateKey) -> str:
     return public_jwk(key)["kid"]
+
+
+@functools.cache
+def ec_key(number: int = 0, curve: str = "P-256") -> ec.EllipticCurvePrivateKey:
+    curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+    return ec.generate_private_key(curves[curve])
+
+
+@functools.cache
+def ed_key(number: int = 0) -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+CurveKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+def curve_jwk(key: CurveKey, **changes: Any) -> dict[str, str]:
+    """The JWK of a P-256 (ES256) or Ed25519 (EdDSA) key, written out here by hand
+    (RFC 7518 section 6.2, RFC 8037 section 2), kid = RFC 7638 thumbprint."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        numbers = key.public_key().public_numbers()
+        size = (key.curve.key_size + 7) // 8
+        x, y = b64(numbers.x.to_bytes(size, "big")), b64(numbers.y.to_bytes(size, "big"))
+        crv = "P-256" if size == 32 else "P-384"
+        members = {"crv": crv, "kty": "EC", "x": x, "y": y}
+        alg = "ES256"
+    else:
+        members = {"crv": "Ed25519", "kty": "OKP", "x": b64(key.public_key().public_bytes_raw())}
+        alg = "EdDSA"
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    kid = b64(hashlib.sha256(canonical.encode()).digest())
+    jwk = {"use": "sig", "alg": alg, "kid": kid, **members, **changes}
+    return {k: v for k, v in jwk.items() if v is not None}
+
+
+def p1363(der: bytes, size: int = 32) -> bytes:
+    """An ECDSA signature as JWS wants it: R || S (RFC 7518 section 3.4)."""
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def sign_curve(
+    payload: dict[str, Any] | bytes,
+    key: CurveKey,
+    head: dict[str, Any] | bytes | None = None,
+    *,
+    der: bool = False,
+) -> str:
+    """A compact JWS signed with a P-256 (R || S, or DER with ``der``) or Ed25519 key;
+    the header defaults to the key's own alg and kid."""
+    jwk = curve_jwk(key)
+    head = head if head is not None else {"alg": jwk["alg"], "typ": "at+jwt", "kid": jwk["kid"]}
+    signing_input = (b64(encode(head)) + "." + b64(encode(payload))).encode()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        digest = hashes.SHA256() if key.curve.key_size == 256 else hashes.SHA384()
+        signature = key.sign(signing_input, ec.ECDSA(digest))
+        if not der:
+            signature = p1363(signature, (key.curve.key_size + 7) // 8)
+    else:
+        signature = key.sign(signing_input)
+    return signing_input.decode() + "." + b64(signature)
 
 
 def jwks(*keys: rsa.RSAPrivateKey) -> dict[str, Any]:
@@ -119,6 +181,7 @@ class JwksServer:
 
     def __init__(self, *keys: rsa.RSAPrivateKey):
         self.keys = list(keys) or [rsa_key()]
+        self.extra_keys: list[dict[str, Any]] = []  # published JWKs of other key types
         self.mode = "ok"
         self.delay = 0.0
         self.cache_control: str | None = "public, max-age=300"
@@ -163,7 +226,9 @@ class JwksServer:
             return b'{"keys":[]}'
         if self.mode == "huge":
             return b'{"keys":[' + b" " * (2 << 20) + b"]}"
-        return json.dumps(jwks(*self.keys)).encode()
+        document = jwks(*self.keys)
+        document["keys"] += self.extra_keys
+        return json.dumps(document).encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -309,3 +309,58 @@ def test_panva_jose_in_node_verifies_access_tokens_with_the_served_jwks(
         user["claims"], authority, sub=str(authority.deployment.user_id), username=USERNAME
     )
     assert forged == {"ok": False, "code": "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"}
+
+
+# --- ES256 and EdDSA keys (README, "Signing algorithms") ------------------------------
+
+
+@pytest.fixture(scope="module", params=["ES256", "EdDSA"])
+def curve_authority(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Authority]:
+    """A server whose keys are of KEY_ALGORITHM ES256 or EdDSA from the first one on."""
+    workdir = tmp_path_factory.mktemp(f"clients-{request.param}")
+    with database("sqlite", workdir) as url:
+        deployment = provision(
+            workdir,
+            url,
+            AUTHORITY_KEY_ALGORITHM=request.param,
+            AUTHORITY_ACCESS_TTL=str(ACCESS_TTL),
+        )
+        client = deployment.create_client(
+            "backend", "--grant", "client_credentials", "--scope", "read", "--scope", "write"
+        )
+        try:
+            (server,) = deployment.start()
+            yield Authority(deployment, server, client)
+        finally:
+            deployment.stop()
+
+
+def test_panva_jose_and_pyjwt_verify_es256_and_eddsa_access_tokens_with_the_served_jwks(
+    curve_authority: Authority,
+) -> None:
+    authority = curve_authority
+    alg = str(authority.deployment.env["AUTHORITY_KEY_ALGORITHM"])
+    token = authority.client_token()
+    assert jwt.get_unverified_header(token)["alg"] == alg
+
+    jwks = httpx.get(authority.url("/.well-known/jwks.json")).json()
+    (published,) = jwks["keys"]
+    assert published["alg"] == alg
+    assert published["kty"] == {"ES256": "EC", "EdDSA": "OKP"}[alg]
+    assert published["crv"] == {"ES256": "P-256", "EdDSA": "Ed25519"}[alg]
+
+    key = jwt.PyJWKClient(authority.url("/.well-known/jwks.json")).get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=[alg], audience=AUDIENCE)
+    assert_rfc9068(claims, authority, sub=authority.client.client_id, username=None)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(tampered(token), key.key, algorithms=[alg], audience=AUDIENCE)
+
+    accepted, forged = run_node_json(
+        "jose_verify.mjs", authority.issuer, AUDIENCE, token, tampered(token)
+    )
+    assert accepted["ok"], accepted
+    assert accepted["alg"] == alg
+    assert_rfc9068(accepted["claims"], authority, sub=authority.client.client_id, username=None)
+    assert forged == {"ok": False, "code": "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"}

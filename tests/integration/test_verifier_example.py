@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
+from tests.helpers.node import run_node_json
 from tests.helpers.processes import ROOT, Server, cli_env, free_port, run_cli, start_server
 
 AUDIENCE = "api://orders"
@@ -130,3 +132,48 @@ def test_example_resource_server_answers_200_401_and_403(deployment: ExampleDepl
     assert wrong_scope.status_code == 403
     assert 'error="insufficient_scope"' in wrong_scope.headers["www-authenticate"]
     assert 'scope="orders:read"' in wrong_scope.headers["www-authenticate"]
+
+
+def test_openid_client_gets_dpop_bound_tokens_the_example_accepts_only_with_a_proof(
+    deployment: ExampleDeployment, tmp_path: Path
+) -> None:
+    """panva's openid-client, with its own DPoP support (RFC 9449): client_credentials,
+    and a public client's password grant and refresh, all bound to its keys; the
+    example resource server accepts the bound token with a proof and refuses it as
+    Bearer and without a proof; the bound refresh token needs a proof by its key."""
+    env = authority_env(tmp_path)
+    app = cli(
+        tmp_path, env, "clients", "create", "spa", "--public",
+        "--grant", "password", "--grant", "refresh_token", "--scope", "orders:read",
+    )  # fmt: skip
+    password = "a long enough password for alice"
+    created = run_cli(
+        tmp_path, "users", "create", "alice", "--email", "alice@example.com",
+        "--password-stdin", "--json", env=env, input_=password + "\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    result = run_node_json(
+        "openid_client_dpop.mjs",
+        deployment.authority.url,
+        deployment.reader["client_id"],
+        deployment.reader["client_secret"],
+        app["client_id"],
+        "alice",
+        password,
+        f"{deployment.url}/orders",
+    )
+    assert isinstance(result, dict)
+    assert result["clientCredentials"]["tokenType"].lower() == "dpop"
+    assert result["withProof"]["status"] == 200, result
+    claims = jwt.decode(
+        result["clientCredentials"]["accessToken"], options={"verify_signature": False}
+    )
+    assert claims["cnf"]["jkt"]
+    assert result["asBearer"]["status"] == 401
+    assert result["asBearer"]["challenge"].startswith('DPoP error="invalid_token"')
+    assert result["withoutProof"]["status"] == 401
+    assert result["withoutProof"]["challenge"].startswith('DPoP error="invalid_dpop_proof"')
+    assert result["login"]["tokenType"].lower() == "dpop"
+    assert result["refreshed"]["tokenType"].lower() == "dpop"
+    assert result["refreshWithoutProof"] == "invalid_dpop_proof"
+    assert result["refreshByOtherKey"] == "invalid_dpop_proof"

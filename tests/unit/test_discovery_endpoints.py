@@ -19,6 +19,7 @@ from authority.signing.manager import ensure_key, rotate
 from authority.signing.records import KeyStoreError
 from authority.storage.database import Database, DatabaseUnavailable
 from authority.storage.migrate import upgrade
+from authority.verifier.algorithms import EdDSA
 from authority.web.app import create_app
 from tests.helpers.stores import current_signing_key
 
@@ -68,10 +69,26 @@ async def test_metadata_advertises_no_jwt_client_authentication(
     """Clients authenticate with a secret or not at all (RFC 6749 section 2.3.1), so no
     signing algorithms for client assertions are advertised (RFC 8414 section 2)."""
     document = (await client.get("/.well-known/oauth-authorization-server")).json()
-    assert [name for name in document if "signing_alg" in name] == []
+    assert [name for name in document if "auth_signing_alg" in name] == []
     for endpoint in ("token", "revocation", "introspection"):
         methods = set(document[f"{endpoint}_endpoint_auth_methods_supported"])
         assert methods <= {"client_secret_basic", "client_secret_post", "none"}
+
+
+async def test_metadata_lists_the_algorithms_of_the_published_keys(
+    client: AsyncTestClient[Litestar], settings: Settings
+) -> None:
+    """README, "Signing algorithms": during a switch both algorithms are in use."""
+    url = "/.well-known/oauth-authorization-server"
+    assert (await client.get(url)).json()["id_token_signing_alg_values_supported"] == ["RS256"]
+    await rotate(FileKeyStore(settings.keys_dir), settings, algorithm=EdDSA)
+    for _ in range(100):  # the server notices within KEYSTORE_POLL_INTERVAL
+        document = (await client.get(url)).json()
+        if len(document["id_token_signing_alg_values_supported"]) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(document["id_token_signing_alg_values_supported"]) == ["EdDSA", "RS256"]
+    AuthorizationServerMetadata(document).validate()
 
 
 async def test_jwks_holds_public_rsa_keys_only(client: AsyncTestClient[Litestar]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,21 @@ from authority.signing.records import KeyRecord, KeyStore, KeyStoreError
 from authority.storage.database import create_engine
 from authority.storage.migrate import upgrade
 from authority.storage.tables import StoredKey
+from authority.verifier.algorithms import ALGORITHMS
 
 PASSPHRASE = "contract-passphrase"
+Make = Callable[..., KeyRecord]
+
+
+@pytest.fixture(params=list(ALGORITHMS))
+def make(request: pytest.FixtureRequest) -> Make:
+    """Every contract holds for keys of every algorithm."""
+    algorithm = ALGORITHMS[request.param]
+
+    def record(activate_at: float = 100.0) -> KeyRecord:
+        return generate(2048, PASSPHRASE, activate_at=activate_at, now=50.0, algorithm=algorithm)
+
+    return record
 
 
 @pytest.fixture(params=["file", "sqlite", "postgresql"])
@@ -50,24 +63,22 @@ def store(stores: tuple[KeyStore, KeyStore]) -> KeyStore:
     return stores[0]
 
 
-def record(activate_at: float = 100.0) -> KeyRecord:
-    return generate(2048, PASSPHRASE, activate_at=activate_at, now=50.0)
-
-
 async def test_empty_store_loads_no_keys(store: KeyStore) -> None:
     assert await store.load() == []
 
 
-async def test_added_key_loads_back_identical(store: KeyStore) -> None:
-    key = record()
+async def test_added_key_loads_back_identical(make: Make, store: KeyStore) -> None:
+    key = make()
     async with store.transaction() as tx:
         await tx.add(key)
     assert await store.load() == [key]
     assert (await store.load())[0].encrypted
 
 
-async def test_fingerprint_changes_with_every_change_and_only_then(store: KeyStore) -> None:
-    key = record()
+async def test_fingerprint_changes_with_every_change_and_only_then(
+    make: Make, store: KeyStore
+) -> None:
+    key = make()
     seen = [await store.fingerprint()]
     assert await store.fingerprint() == seen[-1]
     async with store.transaction() as tx:
@@ -82,17 +93,19 @@ async def test_fingerprint_changes_with_every_change_and_only_then(store: KeySto
     assert all(before != after for before, after in itertools.pairwise(seen))
 
 
-async def test_transaction_that_changes_nothing_keeps_the_fingerprint(store: KeyStore) -> None:
+async def test_transaction_that_changes_nothing_keeps_the_fingerprint(
+    make: Make, store: KeyStore
+) -> None:
     async with store.transaction() as tx:
-        await tx.add(record())
+        await tx.add(make())
     before = await store.fingerprint()
     async with store.transaction() as tx:
         await tx.records()
     assert await store.fingerprint() == before
 
 
-async def test_set_activate_at_moves_only_that_key(store: KeyStore) -> None:
-    a, b = record(100.0), record(100.0)
+async def test_set_activate_at_moves_only_that_key(make: Make, store: KeyStore) -> None:
+    a, b = make(100.0), make(100.0)
     async with store.transaction() as tx:
         await tx.add(a)
         await tx.add(b)
@@ -104,14 +117,15 @@ async def test_set_activate_at_moves_only_that_key(store: KeyStore) -> None:
 
 
 async def test_set_private_pem_replaces_only_that_keys_pem_and_changes_the_fingerprint(
+    make: Make,
     store: KeyStore,
 ) -> None:
-    a, b = record(100.0), record(200.0)
+    a, b = make(100.0), make(200.0)
     async with store.transaction() as tx:
         await tx.add(a)
         await tx.add(b)
     before = await store.fingerprint()
-    other = record(100.0).private_pem
+    other = make(100.0).private_pem
     async with store.transaction() as tx:
         await tx.set_private_pem(a.kid, other)
     loaded = {r.kid: r for r in await store.load()}
@@ -121,8 +135,8 @@ async def test_set_private_pem_replaces_only_that_keys_pem_and_changes_the_finge
     assert await store.fingerprint() != before
 
 
-async def test_deleted_key_is_gone(store: KeyStore) -> None:
-    a, b = record(), record()
+async def test_deleted_key_is_gone(make: Make, store: KeyStore) -> None:
+    a, b = make(), make()
     async with store.transaction() as tx:
         await tx.add(a)
         await tx.add(b)
@@ -132,10 +146,11 @@ async def test_deleted_key_is_gone(store: KeyStore) -> None:
 
 
 async def test_second_transaction_waits_for_the_first_and_sees_its_write(
+    make: Make,
     stores: tuple[KeyStore, KeyStore],
 ) -> None:
     first_inside = asyncio.Event()
-    key = record()
+    key = make()
 
     async def first() -> None:
         async with stores[0].transaction() as tx:
@@ -153,9 +168,9 @@ async def test_second_transaction_waits_for_the_first_and_sees_its_write(
 
 
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "x' OR 1=1--", "", "a" * 10_000])
-async def test_a_kid_is_never_used_as_a_path_or_sql(store: KeyStore, kid: str) -> None:
+async def test_a_kid_is_never_used_as_a_path_or_sql(make: Make, store: KeyStore, kid: str) -> None:
     async with store.transaction() as tx:
-        await tx.add(record())
+        await tx.add(make())
         with pytest.raises(KeyStoreError, match="invalid kid"):
             await tx.delete(kid)
         with pytest.raises(KeyStoreError, match="invalid kid"):
@@ -163,8 +178,8 @@ async def test_a_kid_is_never_used_as_a_path_or_sql(store: KeyStore, kid: str) -
     assert len(await store.load()) == 1
 
 
-async def test_corrupted_key_is_one_clear_error(store: KeyStore) -> None:
-    key = record()
+async def test_corrupted_key_is_one_clear_error(make: Make, store: KeyStore) -> None:
+    key = make()
     async with store.transaction() as tx:
         await tx.add(key)
     if isinstance(store, FileKeyStore):
@@ -177,8 +192,8 @@ async def test_corrupted_key_is_one_clear_error(store: KeyStore) -> None:
         await store.load()
 
 
-async def test_key_with_a_foreign_public_key_is_refused(store: KeyStore) -> None:
-    key, other = record(), record()
+async def test_key_with_a_foreign_public_key_is_refused(make: Make, store: KeyStore) -> None:
+    key, other = make(), make()
     async with store.transaction() as tx:
         await tx.add(key)
     if isinstance(store, FileKeyStore):
@@ -197,9 +212,9 @@ async def test_key_with_a_foreign_public_key_is_refused(store: KeyStore) -> None
 # --- file store specifics ------------------------------------------------------------
 
 
-async def test_key_files_are_private_and_no_temp_files_remain(tmp_path: Path) -> None:
+async def test_key_files_are_private_and_no_temp_files_remain(make: Make, tmp_path: Path) -> None:
     store = FileKeyStore(tmp_path)
-    key = record()
+    key = make()
     async with store.transaction() as tx:
         await tx.add(key)
         await tx.set_activate_at(key.kid, 5.0)

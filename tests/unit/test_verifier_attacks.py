@@ -25,12 +25,16 @@ from tests.helpers.verifier import (
     JwksServer,
     b64,
     claims,
+    curve_jwk,
+    ec_key,
+    ed_key,
     header,
     jwks_server,
     kid_of,
     public_jwk,
     rsa_key,
     sign,
+    sign_curve,
 )
 
 ATTACKER = 7
@@ -47,14 +51,18 @@ JWE = (
 @pytest.fixture(scope="module")
 def server() -> Iterator[JwksServer]:
     with jwks_server(rsa_key()) as srv:
+        srv.extra_keys = [curve_jwk(ec_key()), curve_jwk(ed_key())]
         yield srv
+
+
+EC_KID, ED_KID = curve_jwk(ec_key())["kid"], curve_jwk(ed_key())["kid"]
 
 
 @pytest.fixture(scope="module")
 def verifier(server: JwksServer) -> Verifier:
     verifier = Verifier(server.issuer, AUDIENCE, clock=lambda: NOW)
     verifier.load_keys()
-    assert verifier.kids == {kid_of(rsa_key())}
+    assert verifier.kids == {kid_of(rsa_key()), EC_KID, ED_KID}
     return verifier
 
 
@@ -188,7 +196,85 @@ def raw_claim(iss: str, name: str, literal: str) -> str:
 
 # (id, maker(issuer) -> token, reason)
 Maker = Callable[[str], Any]
+
+
+def at_header(alg: str, kid: str) -> dict[str, Any]:
+    return {"alg": alg, "typ": "at+jwt", "kid": kid}
+
+
+# RFC 8725 section 2.1 and 3.1: a key verifies under its own algorithm only, so a
+# token cannot pick how its signature is read by naming another alg for a known kid.
+ALGORITHM_CONFUSION: list[tuple[str, Maker, str]] = [
+    (
+        "es256-header-rsa-kid",
+        lambda i: sign_curve(_at(i), ec_key(ATTACKER), at_header("ES256", kid_of(rsa_key()))),
+        "alg_not_allowed",
+    ),
+    (
+        "rs256-header-p256-kid",
+        lambda i: sign(_at(i), at_header("RS256", EC_KID), rsa_key(ATTACKER)),
+        "alg_not_allowed",
+    ),
+    (
+        "eddsa-header-p256-kid",
+        lambda i: sign_curve(_at(i), ed_key(ATTACKER), at_header("EdDSA", EC_KID)),
+        "alg_not_allowed",
+    ),
+    (
+        "ed25519-header-p256-kid",
+        lambda i: sign_curve(_at(i), ed_key(ATTACKER), at_header("Ed25519", EC_KID)),
+        "alg_not_allowed",
+    ),
+    (
+        "ed25519-header-ed25519-kid",
+        lambda i: sign_curve(_at(i), ed_key(), at_header("Ed25519", ED_KID)),
+        "alg_not_allowed",
+    ),
+    (
+        "es256-header-ed25519-kid",
+        lambda i: sign_curve(_at(i), ec_key(ATTACKER), at_header("ES256", ED_KID)),
+        "alg_not_allowed",
+    ),
+    (
+        "eddsa-header-rsa-kid",
+        lambda i: sign_curve(_at(i), ed_key(ATTACKER), at_header("EdDSA", kid_of(rsa_key()))),
+        "alg_not_allowed",
+    ),
+    (
+        "es384-header-p256-kid",
+        lambda i: sign_curve(_at(i), ec_key(0, "P-384"), at_header("ES384", EC_KID)),
+        "alg_not_allowed",
+    ),
+    ("es256-der-signature", lambda i: sign_curve(_at(i), ec_key(), der=True), "bad_signature"),
+    (
+        "es256-signed-on-the-wrong-curve",
+        lambda i: sign_curve(_at(i), ec_key(0, "P-384"), at_header("ES256", EC_KID)),
+        "bad_signature",
+    ),
+    (
+        "es256-signature-other-key",
+        lambda i: sign_curve(_at(i), ec_key(ATTACKER), at_header("ES256", EC_KID)),
+        "bad_signature",
+    ),
+    (
+        "es256-signature-zero",
+        lambda i: resign(sign_curve(_at(i), ec_key()), bytes(64)),
+        "bad_signature",
+    ),
+    (
+        "eddsa-signature-other-key",
+        lambda i: sign_curve(_at(i), ed_key(ATTACKER), at_header("EdDSA", ED_KID)),
+        "bad_signature",
+    ),
+    (
+        "eddsa-signature-truncated",
+        lambda i: (lambda t: resign(t, raw_signature(t)[:-1]))(sign_curve(_at(i), ed_key())),
+        "bad_signature",
+    ),
+]
+
 CORPUS: list[tuple[str, Maker, str]] = [
+    *ALGORITHM_CONFUSION,
     *[
         (f"alg-{alg}", lambda i, a=alg: unsigned(header(alg=a), _at(i)), "alg_not_allowed")
         for alg in ("none", "None", "NONE", "nOnE")
@@ -426,3 +512,5 @@ def test_the_untouched_token_of_the_corpus_is_accepted(
 ) -> None:
     """Each attack above is a change to this token; without the change it verifies."""
     assert verifier.verify(sign(_at(server.issuer)))["iss"] == server.issuer
+    for key in (ec_key(), ed_key()):
+        assert verifier.verify(sign_curve(_at(server.issuer), key))["iss"] == server.issuer

@@ -1,0 +1,137 @@
+"""DPoP at the token endpoint (RFC 9449 sections 5, 8 and 11.1): the proof of the
+request is checked (``authority.verifier.dpop``, the same checks resource servers
+make), its ``jti`` is accepted once across every replica (the ``dpop_proofs`` table,
+pruned as proofs age out), and with ``DPOP_NONCE`` it must carry the server's current
+nonce. The thumbprint of its key then binds the tokens the grant issues
+(``authority.signing.signer.DPOP_KEY``: ``cnf.jkt`` and ``token_type`` ``DPoP``), and
+the refresh tokens of a public client (their family: ``refresh_families.dpop_jkt``),
+which then refresh only with a proof by the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from authority.sessions.refresh_tokens import parse_refresh_token
+from authority.storage.audit import record
+from authority.storage.database import Database
+from authority.storage.tables import DpopProof, RefreshFamily, RefreshToken
+from authority.verifier.dpop import FUTURE_LEEWAY, MAX_AGE, InvalidProof, check_proof
+
+WINDOW = MAX_AGE + FUTURE_LEEWAY  # how long a jti is remembered
+NONCE_PERIOD = 300  # a nonce is good for this period and the next one
+
+
+class InvalidDpopProofError(OAuth2Error):  # type: ignore[misc]
+    """RFC 9449 section 5: the DPoP proof is missing a claim, stale, replayed or wrong."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonceError(OAuth2Error):  # type: ignore[misc]
+    """RFC 9449 section 8: the proof must carry the nonce of the ``DPoP-Nonce`` header."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, nonce: str, description: str):
+        super().__init__(description=description)
+        self.nonce = nonce
+
+
+def nonce(secret: bytes, now: float, periods_ago: int = 0) -> str:
+    """The server's nonce for the period of ``now`` (the same on every replica: an HMAC
+    of the period under ``SECRET_KEY``)."""
+    period = int(now // NONCE_PERIOD) - periods_ago
+    digest = hmac.new(secret, f"dpop-nonce:{period}".encode(), hashlib.sha256).digest()
+    return digest[:18].hex()
+
+
+def remember_proof(conn: Connection, proof_hash: str, now: float, client_id: str) -> bool:
+    """Remember a proof; False (and a ``dpop.replayed`` event) when any replica has.
+    The database decides: of two replicas inserting one proof at once, one inserts.
+    A proof outside its window fails ``check_proof`` first, so rows past
+    ``expires_at`` only wait to be pruned."""
+    if secrets.randbelow(64) == 0:  # proofs age out in minutes: prune now and then
+        conn.execute(delete(DpopProof).where(DpopProof.expires_at < now))
+    values = {"proof_hash": proof_hash, "expires_at": now + WINDOW}
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    added = conn.execute(dialect_insert(DpopProof).values(values).on_conflict_do_nothing())
+    if added.rowcount == 1:
+        return True
+    record(conn, "dpop.replayed", at=now, client_id=client_id)
+    return False
+
+
+async def key_of_proof(
+    db: Database,
+    proofs: Sequence[str],
+    *,
+    method: str,
+    url: str,
+    now: float,
+    client_id: str,
+    nonce_secret: bytes | None,
+) -> str | None:
+    """The thumbprint of the key of the request's one DPoP proof, None without one;
+    ``InvalidDpopProofError`` or ``UseDpopNonceError`` for a proof that fails."""
+    if not proofs:
+        return None
+    if len(proofs) > 1:
+        raise InvalidDpopProofError(description="more than one DPoP header")
+    try:
+        proof = check_proof(proofs[0], method=method, url=url, now=now)
+    except InvalidProof as exc:
+        raise InvalidDpopProofError(description=exc.description) from None
+    if nonce_secret is not None:
+        fresh = nonce(nonce_secret, now)
+        if proof.nonce is None or proof.nonce not in (fresh, nonce(nonce_secret, now, 1)):
+            raise UseDpopNonceError(fresh, "the proof must carry the server's DPoP-Nonce")
+    proof_hash = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).hexdigest()
+    if not await db.write(remember_proof, proof_hash, now, client_id):
+        raise InvalidDpopProofError(description="the DPoP proof was used before")
+    return proof.jkt
+
+
+def _family_key(conn: Connection, token_hash: bytes) -> str | None:
+    return conn.execute(
+        select(RefreshFamily.dpop_jkt)
+        .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
+        .where(RefreshToken.token_hash == token_hash)
+    ).scalar()
+
+
+def _bind_family(conn: Connection, token_hash: bytes, jkt: str) -> None:
+    family = select(RefreshToken.family_id).where(RefreshToken.token_hash == token_hash)
+    conn.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.id == family.scalar_subquery(), RefreshFamily.dpop_jkt.is_(None))
+        .values(dpop_jkt=jkt)
+    )
+
+
+async def check_refresh_binding(db: Database, refresh_token: str | None, jkt: str | None) -> None:
+    """A refresh token bound to a key refreshes only with a proof by that key."""
+    token_hash = parse_refresh_token(refresh_token or "")
+    if token_hash is None:
+        return
+    bound = await db.read(_family_key, token_hash)
+    if bound is not None and bound != jkt:
+        raise InvalidDpopProofError(
+            description="the refresh token is bound to a DPoP key: send a proof by that key"
+        )
+
+
+async def bind_refresh_token(db: Database, refresh_token: str | None, jkt: str | None) -> None:
+    """Bind the family of a newly issued refresh token to ``jkt`` (once: a family
+    keeps the key it was first bound to)."""
+    token_hash = parse_refresh_token(refresh_token or "")
+    if token_hash is not None and jkt is not None:
+        await db.write(_bind_family, token_hash, jkt)
