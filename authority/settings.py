@@ -87,6 +87,7 @@ class Settings:
     # Token status list: how long verifiers may cache it (s), how many indexes it rings.
     status_list_ttl: int = 60
     status_list_size: int = 2097152
+    auth_code_ttl: int = 60  # lifetime of an authorization code (s)
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -144,6 +145,7 @@ class Settings:
             "audit_retention",
             "status_list_ttl",
             "status_list_size",
+            "auth_code_ttl",
             "login_max_failures_account",
             "login_max_failures_address",
             "login_failure_window",

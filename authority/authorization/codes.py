@@ -26,7 +26,7 @@ from authority.accounts.redirects import redirect_matches
 from authority.accounts.users import get_user
 from authority.sessions.families import Family, revoke_family, start_family
 from authority.storage import audit
-from authority.storage.tables import AuthorizationCode
+from authority.storage.tables import AuthorizationCode, RefreshFamily
 
 CODE_BYTES = 32
 # RFC 7636 section 4.1: 43 to 128 unreserved characters.
@@ -217,3 +217,11 @@ def families_of_browser_session(conn: Connection, browser_session: str) -> list[
         )
     )
     return [str(family_id) for (family_id,) in rows]
+
+
+def session_started(conn: Connection, family_id: str) -> float | None:
+    """When a browser's login session began: the ``auth_time`` of what it authorizes."""
+    started = conn.execute(
+        select(RefreshFamily.created_at).where(RefreshFamily.id == family_id)
+    ).scalar()
+    return float(started) if started is not None else None

@@ -35,6 +35,8 @@ from authority.storage.database import Database, DatabaseUnavailable, describe_d
 from authority.storage.migrate import check_database
 from authority.web.account import ACCOUNT_HANDLERS
 from authority.web.auth import auth_routes
+from authority.web.authorize import authorize_handlers
+from authority.web.cookies import CookieSessions
 from authority.web.discovery import discovery_handlers
 from authority.web.frontend import frontend_handlers
 from authority.web.http import SKIP_METRICS, unavailable
@@ -168,6 +170,7 @@ def create_app(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth, keys),
+            *authorize_handlers(CookieSessions(auth, keys)),
             *status_handlers(publisher),
             auth_routes(auth, keys, ACCOUNT_HANDLERS),
             *frontend_handlers(),
