@@ -71,6 +71,7 @@ class ClientSpec:
     audiences: Sequence[str] = ()
     redirect_uris: Sequence[str] = ()
     first_party: bool = False
+    post_logout_redirect_uris: Sequence[str] = ()
 
 
 CLIENTS: Mapping[str, ClientSpec] = {
@@ -393,6 +394,7 @@ async def open_world(
                 now=now,
                 redirect_uris=list(spec.redirect_uris),
                 first_party=spec.first_party,
+                post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
             )
             secrets[name] = secret
         async with AsyncTestClient(create_app(settings, **app_options)) as http:
