@@ -14,10 +14,7 @@ from typing import Any
 import msgspec
 
 from authority.accounts.users import UserRecord
-from authority.signing.keys import KeyRing
 from authority.signing.signer import SigningKey, b64url
-from authority.verifier.jose import InvalidToken, json_object
-from authority.verifier.jws import check_header, check_signature, split
 
 SCOPE_CLAIMS = {
     "profile": ("preferred_username",),
@@ -88,21 +85,3 @@ def sign_id_token(
     signing_input = b64url(_encode(header)) + b"." + b64url(_encode(claims))
     signature = key.algorithm.sign(key.private_key, signing_input)
     return (signing_input + b"." + b64url(signature)).decode()
-
-
-def decode_own_id_token(ring: KeyRing, token: str, issuer: str) -> dict[str, Any] | None:
-    """The claims of an ID token this authority signed, expired or not (an
-    ``id_token_hint`` of RP-initiated logout is often expired), else None."""
-    try:
-        header, signing_input, payload, signature = split(token)
-        alg, kid = check_header(header, typ=False)
-        key = ring.public_key(kid)
-        if header.get("typ") != "JWT" or key is None:
-            return None
-        check_signature(key, alg, signature, signing_input)
-        claims = json_object(payload)
-    except InvalidToken:
-        return None
-    if claims.get("iss") != issuer or type(claims.get("aud")) is not str:
-        return None
-    return claims

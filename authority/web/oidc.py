@@ -15,7 +15,8 @@ from sqlalchemy import Connection
 
 from authority.accounts.clients import MAX_NAME, ClientRecord, get_client
 from authority.accounts.users import UserRecord, get_user
-from authority.authorization.id_tokens import decode_own_id_token, user_claims
+from authority.authorization.id_token_hints import decode_own_id_token
+from authority.authorization.id_tokens import user_claims
 from authority.authorization.logout import end_browser_session
 from authority.sessions.families import session_active
 from authority.signing.own_tokens import decode_own_access_token
