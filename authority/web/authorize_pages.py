@@ -23,6 +23,9 @@ SCOPE_TEXT = {
 def _page(title: str, body: str, status: int, form_action: str | None = None) -> Response[str]:
     headers = dict(PAGE_HEADERS, **{"Cache-Control": "no-store"})
     if form_action is not None:
+        # A form posted under no-referrer sends ``Origin: null``, which the CSRF check
+        # refuses; same-origin sends our own origin, and nothing to other sites.
+        headers["Referrer-Policy"] = "same-origin"
         headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
             "form-action 'self'", f"form-action 'self' {form_action}"
         )
