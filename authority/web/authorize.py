@@ -156,9 +156,10 @@ class Authorizer:
                     error_description=("the user must sign in"),
                 )
             sealed = self.sealer.seal(carry(params, now, login_after=login_after))
-            target = "/login?" + urlencode(
-                {"continue": sealed, **({"fresh": "1"} if fresh else {})}
-            )
+            shown = {"fresh": "1"} if fresh else {}
+            if parsed.login_hint is not None:
+                shown["login_hint"] = parsed.login_hint  # only prefills the form
+            target = "/login?" + urlencode({"continue": sealed, **shown})
             return Redirect(target, status_code=302, headers={"Cache-Control": "no-store"})
         user, sid = signed
         if not parsed.client.first_party:

@@ -104,10 +104,13 @@ async def test_no_session_goes_to_login_and_comes_back_to_the_request(world: Wor
     name, _ = await world.new_user()
     browser = world.browser()
     pkce = Pkce.new()
-    response = await browser.get(authorize_url(world.client_id("spa"), pkce, state="s1"))
+    response = await browser.get(
+        authorize_url(world.client_id("spa"), pkce, state="s1", login_hint=name)
+    )
     assert response.status_code == 302
     location = urlsplit(response.headers["location"])
     assert location.path == "/login"
+    assert parse_qs(location.query)["login_hint"] == [name]  # prefills the form
     sealed = parse_qs(location.query)["continue"][0]
     assert world.client_id("spa") not in response.headers["location"]  # sealed, not readable
     page = await browser.get("/login?" + location.query)

@@ -11,6 +11,7 @@
   const query = new URLSearchParams(window.location.search);
   const pending = query.get("continue");
   const fresh = query.get("fresh") === "1"; // the app asked for the password again
+  if (query.get("login_hint")) $("login").value = query.get("login_hint");
 
   function resume() {
     if (!pending) return false;
