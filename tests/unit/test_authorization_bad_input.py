@@ -310,3 +310,37 @@ async def test_a_confidential_client_must_authenticate_to_exchange(world: World)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert (await exchange(world, "partner", code, pkce.verifier)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "client_id=%00",
+        "client_id=%FF%FE",
+        "client_id=" + "x" * 300,
+        "redirect_uri=%00&client_id=",
+        "continue=%FF",
+        "continue=" + "a" * 9000,
+        "state=%00&response_type=code",
+        "&&&==&",
+        "x=" + "y" * 9000,
+    ],
+)
+async def test_malformed_queries_are_an_error_page_never_a_5xx(world: World, raw: str) -> None:
+    browser = await signed_in(world)
+    async with world.unchanged():
+        response = await browser.get("/oauth/authorize?" + raw)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+
+
+async def test_nul_and_bad_bytes_in_a_known_clients_request_are_redirected_errors(
+    world: World,
+) -> None:
+    browser = await signed_in(world)
+    base = url_for(Pkce.new(), client_id=world.client_id("spa"), state="S")
+    async with world.unchanged():
+        for extra in ("&nonce=%00", "&scope=%FF", "&login_hint=%00", "&resource=%00"):
+            response = await browser.get(base + extra)
+            assert response.status_code == 302, extra
+            assert "error" in query(response)
