@@ -91,6 +91,7 @@ class Settings:
     # Token status list: how long verifiers may cache it (s), how many indexes it rings.
     status_list_ttl: int = 60
     status_list_size: int = 2097152
+    auth_code_ttl: int = 60  # lifetime of an authorization code (s)
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -144,7 +145,7 @@ class Settings:
         positive = (  # noqa: SIM905 (a list, one name a line, is 9 lines longer)
             "workers access_ttl refresh_ttl refresh_family_ttl "
             "key_rotation_interval keystore_poll_interval maintenance_interval "
-            "audit_retention status_list_ttl status_list_size "
+            "audit_retention status_list_ttl status_list_size auth_code_ttl "
             "login_max_failures_account login_max_failures_address "
             "login_failure_window"
         ).split()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import WORKERS, Server, authority_cli, authority_env, baseline, free_port, server
+from bench.harness import Server, authority_cli, authority_env, baseline, free_port, server
 
 USERNAME = "bench"
 EMAIL = "bench@example.com"

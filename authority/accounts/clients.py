@@ -53,6 +53,9 @@ class ClientRecord:
     previous_secret_hash: bytes | None = None
     previous_secret_until: float | None = None
     created_at: float = 0.0
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
 
     def default_audience(self, fallback: str) -> str:
         """What a token request naming no audience gets: the first audience the client
@@ -137,6 +140,9 @@ def _record(row: Any) -> ClientRecord:
         previous_secret_hash=row.previous_secret_hash,
         previous_secret_until=row.previous_secret_until,
         created_at=row.created_at,
+        redirect_uris=tuple(row.redirect_uris.split()),
+        post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
+        first_party=row.first_party,
     )
 
 
@@ -149,9 +155,13 @@ def create_client(
     scopes: list[str],
     audiences: list[str],
     now: float,
+    redirect_uris: list[str] | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
+    first_party: bool = False,
 ) -> ClientRecord:
     """A new client; ``ClientNameTaken`` when the name is another's (the database's
-    unique constraint decides, so two concurrent creations cannot both win)."""
+    unique constraint decides, so two concurrent creations cannot both win). Redirect
+    URIs are checked by the caller (``authority.accounts.redirects``)."""
     record = ClientRecord(
         client_id=new_client_id(),
         name=name,
@@ -162,6 +172,9 @@ def create_client(
         is_active=True,
         secret_hash=secret_hash,
         created_at=now,
+        redirect_uris=tuple(dict.fromkeys(redirect_uris or ())),
+        post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris or ())),
+        first_party=first_party,
     )
     if conn.execute(_GET_CLIENT, {"client_id": name}).first() is not None:
         raise ClientNameTaken(name)
@@ -176,6 +189,9 @@ def create_client(
                 audiences=" ".join(record.audiences),
                 is_active=True,
                 created_at=now,
+                redirect_uris=" ".join(record.redirect_uris),
+                post_logout_redirect_uris=" ".join(record.post_logout_redirect_uris),
+                first_party=first_party,
             )
         )
     except IntegrityError:

@@ -33,6 +33,7 @@ from authority.accounts.clients import (
     rotate_secret,
     set_client_active,
 )
+from authority.accounts.redirects import redirect_uri_problem
 from authority.cli.common import (
     DASHED_ARGUMENT,
     CommandError,
@@ -85,7 +86,22 @@ def describe(client: ClientRecord, settings: Settings, now: float) -> dict[str, 
         "active": client.is_active,
         "created_at": when(client.created_at),
         "previous_secret_valid_until": when(until) if until is not None else None,
+        "first_party": client.first_party,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
     }
+
+
+def redirect_problems(
+    grants: list[str], redirect_uris: tuple[str, ...], post_logout: tuple[str, ...]
+) -> list[str | None]:
+    """What is wrong with a new client's redirect URIs (``authority.accounts.redirects``)."""
+    problems = [redirect_uri_problem(uri) for uri in (*redirect_uris, *post_logout)]
+    if "authorization_code" in grants and not redirect_uris:
+        problems.append("authorization_code needs at least one --redirect-uri")
+    if (redirect_uris or post_logout) and "authorization_code" not in grants:
+        problems.append("redirect URIs are for clients with --grant authorization_code")
+    return problems
 
 
 def show_fields(r: dict[str, Any]) -> None:
@@ -124,6 +140,20 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
         help="Audience the client may request besides AUTHORITY_AUDIENCE (repeatable); "
         "the first is what it gets when a request names none.",
     )
+    @click.option(
+        "--redirect-uri",
+        "redirect_uris",
+        multiple=True,
+        help="Exact redirect URI for authorization_code (repeatable): https://, http:// "
+        "on loopback only, or a native app's private-use scheme.",
+    )
+    @click.option(
+        "--post-logout-redirect-uri",
+        "post_logout",
+        multiple=True,
+        help="Where /oauth/logout may send the browser back to (repeatable).",
+    )
+    @click.option("--first-party", is_flag=True, help="Skip the consent page (your own apps only).")
     @json_option
     def clients_create(
         name: str,
@@ -131,6 +161,9 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
         grants: tuple[str, ...],
         scopes: tuple[str, ...],
         audiences: tuple[str, ...],
+        redirect_uris: tuple[str, ...],
+        post_logout: tuple[str, ...],
+        first_party: bool,
         as_json: bool,
     ) -> None:
         """Create a client; a confidential client's secret is printed once, never again."""
@@ -141,6 +174,7 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
             if public and "client_credentials" in chosen:
                 problems.append("a public client cannot use client_credentials")
             problems += [f"invalid scope {s!r}" for s in scopes if not SCOPE_TOKEN.fullmatch(s)]
+            problems += redirect_problems(chosen, redirect_uris, post_logout)
             if any(problems):
                 raise CommandError(*filter(None, problems))
             secret = None if public else new_secret()
@@ -154,6 +188,9 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
                     scopes=list(scopes),
                     audiences=list(audiences),
                     now=time.time(),
+                    redirect_uris=list(redirect_uris),
+                    post_logout_redirect_uris=list(post_logout),
+                    first_party=first_party,
                 )
             except ClientNameTaken as exc:
                 raise CommandError(str(exc)) from None
@@ -165,6 +202,9 @@ def clients_group(grant_types: Sequence[str]) -> click.Group:
                 "grant_types": sorted(client.grant_types),
                 "scopes": sorted(client.scopes),
                 "audiences": list(client.audiences),
+                "first_party": client.first_party,
+                "redirect_uris": list(client.redirect_uris),
+                "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
             }
 
         def show(r: dict[str, Any]) -> None:

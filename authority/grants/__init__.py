@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from authority.accounts.clients import ClientRecord
-from authority.grants import client_credentials, password, refresh_token
+from authority.grants import authorization_code, client_credentials, password, refresh_token
 from authority.grants.common import Params, TokenResponse
 from authority.sessions.service import Authority
 
@@ -32,5 +32,6 @@ GRANTS: dict[str, Grant] = {
         client_credentials,
         refresh_token,
         password,
+        authorization_code,
     )
 }

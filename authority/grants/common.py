@@ -32,6 +32,7 @@ class TokenResponse(msgspec.Struct, omit_defaults=True):
     expires_in: int
     scope: str
     refresh_token: str | None = None
+    id_token: str | None = None  # OpenID Connect Core 1.0 section 3.1.3.3
 
 
 def bearer(access_token: str, expires_in: int, scope: str, refresh: str | None) -> TokenResponse:

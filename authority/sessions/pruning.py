@@ -1,4 +1,4 @@
-"""Deleting dead refresh tokens and revocations, and audit events older than
+"""Deleting dead refresh tokens, revocations and authorization codes, and audit events older than
 ``AUDIT_RETENTION``, in small batches, on demand (``authority tokens prune``) or
 periodically (every ``MAINTENANCE_INTERVAL`` in each server).
 
@@ -18,7 +18,12 @@ from authority.accounts import throttle
 from authority.clock import Clock
 from authority.storage import audit
 from authority.storage.database import Database, DatabaseUnavailable
-from authority.storage.tables import RefreshFamily, RefreshToken, RevokedAccessToken
+from authority.storage.tables import (
+    AuthorizationCode,
+    RefreshFamily,
+    RefreshToken,
+    RevokedAccessToken,
+)
 
 BATCH = 100  # families (with all their tokens) per transaction: ~10-20 ms of lock
 EVENT_BATCH = 1000  # audit events per transaction: small rows, one index besides the key
@@ -67,7 +72,27 @@ def prune_batch(conn: Connection, now: float, batch: int) -> int:
         deleted += conn.execute(
             delete(RevokedAccessToken).where(RevokedAccessToken.jti.in_(expired))
         ).rowcount
-    return int(deleted)
+    return int(deleted + _prune_codes(conn, now, batch * 20))
+
+
+def _prune_codes(conn: Connection, now: float, batch: int) -> int:
+    """Expired authorization codes, once nothing is left for their replay to revoke:
+    unused ones at once, a used one when the session it opened is gone."""
+    live = select(RefreshFamily.id).where(RefreshFamily.id == AuthorizationCode.family_id)
+    dead = list(
+        conn.execute(
+            select(AuthorizationCode.code_hash)
+            .where(AuthorizationCode.expires_at <= now, ~live.exists())
+            .limit(batch)
+        ).scalars()
+    )
+    if not dead:
+        return 0
+    return int(
+        conn.execute(
+            delete(AuthorizationCode).where(AuthorizationCode.code_hash.in_(dead))
+        ).rowcount
+    )
 
 
 async def prune_tokens(db: Database, clock: Clock, batch: int = BATCH) -> int:

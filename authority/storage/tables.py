@@ -87,6 +87,12 @@ class Client(Base):
     audiences: Mapped[str] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[float] = mapped_column(Float)
+    # Authorization code clients (README, "Log in an app on another origin"): their
+    # exact redirect URIs, space-separated (none holds a space), and whether consent
+    # is skipped.
+    redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class RefreshFamily(Base):
@@ -225,3 +231,44 @@ class DpopProof(Base):
 
     proof_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Consent(Base):
+    """The scopes a user allowed a client (``authority.authorization.consents``)."""
+
+    __tablename__ = "consents"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[float] = mapped_column(Float)
+
+
+class AuthorizationCode(Base):
+    """An authorization code (RFC 6749 section 4.1), stored as its SHA-256; ``used_at``
+    is set once, by compare-and-set; ``family_id`` is the session it opened, revoked if
+    the code is presented again (``authority.authorization.codes``)."""
+
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    redirect_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    scope: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(String(200))
+    auth_time: Mapped[float] = mapped_column(Float)
+    # The browser's login session (the /auth family) the code was issued in.
+    browser_session: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    family_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)

@@ -17,6 +17,7 @@ from litestar.params import FromPath, JSONBody
 
 from authority.accounts.passwords import ahash_password
 from authority.accounts.registration import password_problem
+from authority.authorization.consents import list_consents, withdraw_consent
 from authority.sessions.lifecycle import (
     MAX_SESSION_ID,
     PasswordStale,
@@ -33,9 +34,12 @@ from authority.web.auth_schema import (
     NOT_AUTHENTICATED,
     UNAUTHENTICATED,
     AuthError,
+    ConsentOut,
+    ConsentsOut,
     PasswordRequest,
     RefreshOut,
     SessionsOut,
+    iso_time,
     refusal_spec,
     respond,
     session_out,
@@ -157,4 +161,54 @@ async def end_session(
     return respond(None, 204, cookies)
 
 
-ACCOUNT_HANDLERS = (change_password, list_sessions, end_session)
+@get(
+    "/consents",
+    summary="The apps the user allowed, and the scopes (authorization code flow)",
+    responses={**UNAUTHENTICATED, **UNAVAILABLE},
+)
+async def list_user_consents(
+    request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions]
+) -> Response[ConsentsOut]:
+    who = await sessions.authenticated(request, unsafe=False)
+    found = await sessions.auth.db.read(list_consents, who.user.id)
+    return respond(
+        ConsentsOut(
+            [
+                ConsentOut(c.client_id, c.client_name, list(c.scopes), iso_time(c.granted_at))
+                for c in found
+            ]
+        )
+    )
+
+
+@delete(
+    "/consents/{client_id:str}",
+    status_code=204,
+    summary="Withdraw a consent: the app must ask again (its sessions go on until revoked)",
+    responses={
+        **refusal_spec(404, "the user has no consent for this client"),
+        **UNAUTHENTICATED,
+        **CSRF_RESPONSES,
+    },
+)
+async def withdraw_user_consent(
+    request: Request[Any, Any, Any],
+    sessions: NamedDependency[CookieSessions],
+    client_id: FromPath[str],
+) -> Response[None]:
+    who = await sessions.authenticated(request, unsafe=True)
+    withdrawn = len(client_id) <= 64 and await sessions.auth.db.write(
+        withdraw_consent, who.user.id, client_id
+    )
+    if not withdrawn:
+        raise AuthError(404, "no such consent")
+    return respond(None, 204)
+
+
+ACCOUNT_HANDLERS = (
+    change_password,
+    list_sessions,
+    end_session,
+    list_user_consents,
+    withdraw_user_consent,
+)

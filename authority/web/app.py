@@ -35,10 +35,13 @@ from authority.storage.database import Database, DatabaseUnavailable, describe_d
 from authority.storage.migrate import check_database
 from authority.web.account import ACCOUNT_HANDLERS
 from authority.web.auth import auth_routes
+from authority.web.authorize import authorize_handlers
+from authority.web.cookies import CookieSessions
 from authority.web.discovery import discovery_handlers
 from authority.web.frontend import frontend_handlers
 from authority.web.http import SKIP_METRICS, unavailable
 from authority.web.oauth import oauth_handlers
+from authority.web.oidc import oidc_handlers
 from authority.web.requests import RequestLog
 from authority.web.schema_page import SwaggerPage, schema_router
 from authority.web.status import status_handlers
@@ -88,6 +91,7 @@ def create_app(
         status=indexes,
     )
     publisher = StatusPublisher(db, keys, settings, clock)
+    browser_sessions = CookieSessions(auth, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -174,6 +178,8 @@ def create_app(
         route_handlers=[
             *discovery_handlers(settings, keys, db),
             *oauth_handlers(auth, keys),
+            *authorize_handlers(browser_sessions),
+            *oidc_handlers(browser_sessions),
             *status_handlers(publisher),
             auth_routes(auth, keys, ACCOUNT_HANDLERS),
             *frontend_handlers(),

@@ -102,6 +102,19 @@ class SessionsOut(msgspec.Struct):
     sessions: list[SessionOut]
 
 
+class ConsentOut(msgspec.Struct):
+    """Scopes the user allowed a client at the consent page."""
+
+    client_id: str
+    client_name: str
+    scopes: list[str]
+    granted_at: str
+
+
+class ConsentsOut(msgspec.Struct):
+    consents: list[ConsentOut]
+
+
 class CheckOut(msgspec.Struct):
     authenticated: bool
 

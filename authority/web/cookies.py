@@ -133,6 +133,11 @@ class CookieSessions:
         found = await self._user_of(token)
         return found[0] if found is not None else None
 
+    async def signed_in(self, request: Request[Any, Any, Any]) -> tuple[UserRecord, str] | None:
+        """The user and login session of the browser's access cookie (never a header:
+        the authorization endpoint is a browser's), while both stand."""
+        return await self._user_of(request.cookies.get(self.names.access))
+
     async def authenticated(self, request: Request[Any, Any, Any], *, unsafe: bool) -> Who:
         """``current_user`` with its session, else a 401. A cookie request without an
         access cookie is a 401 at once; one with it must first pass the CSRF check when

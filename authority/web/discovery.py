@@ -13,6 +13,7 @@ from litestar.response.base import ASGIResponse
 
 from authority import metrics
 from authority.accounts.clients import all_scopes
+from authority.authorization.id_tokens import CLAIMS_SUPPORTED, OPENID_SCOPES
 from authority.grants import GRANTS
 from authority.settings import Settings
 from authority.signing.keys import KeyRing
@@ -55,14 +56,15 @@ JWKS_RESPONSES = {
 
 
 def metadata(settings: Settings, scopes: list[str], algorithms: list[str]) -> dict[str, Any]:
-    """RFC 8414 section 2. There is no authorization endpoint, so the only response
-    type is ``none`` (OAuth 2.0 Multiple Response Type Encoding Practices). Clients
-    authenticate with secrets only, so no ``*_auth_signing_alg_values_supported``.
-    ``algorithms``: those of the published keys (``KeyRing.algorithms``)."""
+    """RFC 8414 section 2, and OpenID Connect Discovery 1.0 section 3 (the same document
+    at both addresses). Clients authenticate with secrets only, so no
+    ``*_auth_signing_alg_values_supported``. ``algorithms``: those of the published
+    keys (``KeyRing.algorithms``), which sign ID tokens as they sign access tokens."""
     issuer = settings.issuer
     document = AuthorizationServerMetadata(
         {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
@@ -71,9 +73,16 @@ def metadata(settings: Settings, scopes: list[str], algorithms: list[str]) -> di
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
-            "scopes_supported": scopes,
-            "response_types_supported": ["none"],
+            "scopes_supported": sorted({*scopes, *OPENID_SCOPES}),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+            "end_session_endpoint": f"{issuer}/oauth/logout",
+            "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": algorithms,
+            "claims_supported": list(CLAIMS_SUPPORTED),
+            "authorization_response_iss_parameter_supported": True,
             "dpop_signing_alg_values_supported": list(ALGORITHMS),  # RFC 9449 section 5.1
         }
     )
@@ -111,6 +120,16 @@ def discovery_handlers(
         algorithms = keys.current_ring().algorithms
         return metadata(settings, scopes=await db.read(all_scopes), algorithms=algorithms)
 
+    @get(
+        "/.well-known/openid-configuration",
+        tags=["discovery"],
+        summary="OpenID Connect Discovery 1.0 metadata (the same document)",
+        responses=UNAVAILABLE,
+    )
+    async def openid_configuration() -> dict[str, Any]:
+        algorithms = keys.current_ring().algorithms
+        return metadata(settings, scopes=await db.read(all_scopes), algorithms=algorithms)
+
     cached: dict[str, Any] = {}
     served, not_modified = metrics.JWKS_REQUESTS.labels("200"), metrics.JWKS_REQUESTS.labels("304")
 
@@ -145,4 +164,4 @@ def discovery_handlers(
         served.inc()
         return answers["ok"]  # type: ignore[no-any-return]
 
-    return [server_metadata, jwks]
+    return [server_metadata, openid_configuration, jwks]

@@ -45,7 +45,9 @@ from authority.signing.manager import ensure_key
 from authority.storage.database import Database, create_engine
 from authority.storage.migrate import upgrade
 from authority.storage.tables import (
+    AuthorizationCode,
     Client,
+    Consent,
     LoginThrottle,
     RefreshFamily,
     RefreshToken,
@@ -67,6 +69,9 @@ class ClientSpec:
     grant_types: Sequence[str]
     scopes: Sequence[str] = ("read", "write")
     audiences: Sequence[str] = ()
+    redirect_uris: Sequence[str] = ()
+    first_party: bool = False
+    post_logout_redirect_uris: Sequence[str] = ()
 
 
 CLIENTS: Mapping[str, ClientSpec] = {
@@ -121,6 +126,8 @@ SNAPSHOT_TABLES = {
     "refresh_tokens": (RefreshToken.__table__, RefreshToken.id),
     "revoked_access_tokens": (RevokedAccessToken.__table__, RevokedAccessToken.jti),
     "login_throttle": (LoginThrottle.__table__, LoginThrottle.key),
+    "consents": (Consent.__table__, Consent.user_id),
+    "authorization_codes": (AuthorizationCode.__table__, AuthorizationCode.code_hash),
 }
 
 
@@ -385,6 +392,9 @@ async def open_world(
                 scopes=list(spec.scopes),
                 audiences=list(spec.audiences),
                 now=now,
+                redirect_uris=list(spec.redirect_uris),
+                first_party=spec.first_party,
+                post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
             )
             secrets[name] = secret
         async with AsyncTestClient(create_app(settings, **app_options)) as http:

@@ -179,6 +179,9 @@ def test_clients_show_describes_a_client_by_name_or_id_and_never_its_secret(
         "default_audience": "api://orders",
         "active": True,
         "previous_secret_valid_until": None,
+        "first_party": False,
+        "redirect_uris": [],
+        "post_logout_redirect_uris": [],
     }
     ok(env, "clients", "create", "spa", "--public")
     assert ok(env, "clients", "show", "spa")["default_audience"] == "api://authority"

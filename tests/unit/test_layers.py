@@ -23,6 +23,7 @@ LAYERS = {
     "authority.signing": 2,
     "authority.status": 2,
     "authority.sessions": 3,
+    "authority.authorization": 3,
     "authority.grants": 4,
     "authority.web": 5,
     "authority.cli": 5,

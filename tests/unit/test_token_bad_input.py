@@ -156,7 +156,6 @@ async def test_a_token_request_without_grant_type_is_invalid_request(
     "grant_type",
     [
         "magic",
-        "authorization_code",
         "implicit",
         "urn:ietf:params:oauth:grant-type:device_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",

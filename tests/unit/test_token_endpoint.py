@@ -263,7 +263,15 @@ async def test_introspection_of_a_refresh_token_is_for_its_own_client_only(world
 
 async def test_metadata_lists_the_scopes_of_the_clients(world: World) -> None:
     document = (await world.http.get("/.well-known/oauth-authorization-server")).json()
-    assert document["scopes_supported"] == ["email", "profile", "read", "write"]
+    # The clients' scopes, and OpenID Connect's (README, "Log in an app on another origin").
+    assert document["scopes_supported"] == [
+        "email",
+        "offline_access",
+        "openid",
+        "profile",
+        "read",
+        "write",
+    ]
 
 
 async def test_claims_hook_adds_claims_but_cannot_override_registered_ones(

@@ -6,6 +6,18 @@
   const auth = new Authority({ onLogout: () => show(null) });
   window.authority = auth; // handy from the console, and for the browser tests
   const $ = (id) => document.getElementById(id);
+  // An app's authorization request waiting for this login (/oauth/authorize sealed
+  // it; the server checks it again, so only its fixed path is ours to build).
+  const query = new URLSearchParams(window.location.search);
+  const pending = query.get("continue");
+  const fresh = query.get("fresh") === "1"; // the app asked for the password again
+  if (query.get("login_hint")) $("login").value = query.get("login_hint");
+
+  function resume() {
+    if (!pending) return false;
+    window.location.assign("/oauth/authorize?" + new URLSearchParams({ continue: pending }));
+    return true;
+  }
 
   function say(text) {
     $("status").textContent = text;
@@ -23,7 +35,8 @@
 
   async function check() {
     const user = await auth.me();
-    show(user);
+    if (user && !fresh && resume()) return user;
+    show(user && !fresh ? user : null);
     say(user ? "" : "Please sign in.");
     return user;
   }
@@ -32,8 +45,10 @@
     event.preventDefault();
     $("sign-in").disabled = true;
     try {
-      show(await auth.login($("login").value, $("password").value));
+      const user = await auth.login($("login").value, $("password").value);
       $("password").value = "";
+      if (resume()) return;
+      show(user);
       say("");
     } catch (error) {
       const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";
