@@ -7,6 +7,7 @@ the private key not extractable, and the access token refused when replayed as
 from __future__ import annotations
 
 import concurrent.futures
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import httpx
 import jwt
 import pytest
 from joserfc.jwk import JWKRegistry
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.browser.test_browser_login import CHROMIUM_ARGS, need_chromium
 from tests.helpers.deployment import PASSWORD, USERNAME, Deployment, provision
@@ -61,9 +62,12 @@ def query(deployment: Deployment, sql: str) -> list[Any]:
         return pool.submit(deployment.query, sql).result()
 
 
+API = "https://api.example.test"  # a resource server the page names in resourceOrigins
+
+
 def open_page(page: Page) -> None:
     page.goto("/app-page")
-    page.evaluate("window.auth = new Authority({dpop: true})")
+    page.evaluate(f"window.auth = new Authority({{dpop: true, resourceOrigins: [{API!r}]}})")
 
 
 def thumbprint_of_stored_key(page: Page) -> str:
@@ -120,6 +124,26 @@ def test_authority_js_in_dpop_mode_binds_the_session_to_a_key_the_page_cannot_ex
     )
     assert exported == "InvalidAccessError"
     assert page.evaluate(f"({STORED})('key').then(pair => pair.privateKey.extractable)") is False
+
+    # A resource server named in resourceOrigins gets the token with a proof for its
+    # URL; any other origin gets neither.
+    elsewhere: dict[str, dict[str, str]] = {}
+
+    def record(route: Route) -> None:
+        elsewhere[route.request.url] = route.request.headers
+        route.fulfill(status=200, body="{}", headers={"Access-Control-Allow-Origin": "*"})
+
+    context.route(re.compile(r"^https://(api\.example\.test|elsewhere\.example)/"), record)
+    for url in (f"{API}/orders?page=2", "https://elsewhere.example/steal"):
+        assert page.evaluate("url => auth.fetch(url).then(r => r.status)", url) == 200
+    api = elsewhere[f"{API}/orders?page=2"]
+    assert api["authorization"] == f"DPoP {session['access']}"
+    api_proof = claims(api["dpop"])
+    assert (api_proof["htm"], api_proof["htu"]) == ("GET", f"{API}/orders")
+    assert "ath" in api_proof
+    stranger = elsewhere["https://elsewhere.example/steal"]
+    assert "authorization" not in stranger
+    assert "dpop" not in stranger
 
     # Stolen from the page, the access token is refused outside it.
     stolen = httpx.get(

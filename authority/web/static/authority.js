@@ -172,7 +172,7 @@
       // Other origins that get the DPoP-bound access token (resource servers).
       this.resourceOrigins = new Set(options.resourceOrigins || []);
       this._keyPair = null; // a promise of the key pair, in DPoP mode
-      this._nonce = null; // the server's last DPoP-Nonce
+      this._nonces = new Map(); // origin -> the last DPoP-Nonce it sent
       this.onLogout = options.onLogout || null;
       this.refreshes = 0; // refresh requests this tab sent (for diagnostics and tests)
       this._refreshing = null;
@@ -242,12 +242,13 @@
         const access = session ? session.access : null;
         if (access) headers.set("Authorization", `DPoP ${access}`);
         const pair = await this.keyPair();
-        headers.set("DPoP", await makeProof(pair, method, url.href, access, this._nonce));
+        const nonce = this._nonces.get(url.origin);
+        headers.set("DPoP", await makeProof(pair, method, url.href, access, nonce));
       }
       const response = await fetch(url.href, { ...init, method, headers, credentials: "omit" });
       const nonce = ours ? response.headers.get("DPoP-Nonce") : null;
       if (nonce) {
-        this._nonce = nonce;
+        this._nonces.set(url.origin, nonce);
         if (!retried && (await asksForNonce(response))) {
           return this._sendWithProof(path, options, true);
         }
