@@ -8,9 +8,9 @@ Cookie requests must pass the CSRF check of ``authority.web.csrf``. A request wi
 its cookies are ignored and it needs no CSRF token (a cross-site page cannot set that
 header without a CORS preflight, which only ``CORS_ORIGINS`` pass). A token bound to a
 DPoP key counts only with a proof by that key (``authority.web.auth_dpop``). Only
-access tokens that
-``/auth`` issued itself count: those of the first-party client, for the authority's own
-audience; a token another client or a resource server was given is refused.
+access tokens that ``/auth`` issued itself count: those of the first-party client, for
+the authority's own audience; a token another client or a resource server was given is
+refused.
 
 With ``Secure`` cookies the names carry the prefixes of RFC 6265bis section 4.1.3
 (``__Host-`` and ``__Secure-``), which browsers accept only from a secure origin and,
