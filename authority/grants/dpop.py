@@ -79,15 +79,18 @@ async def key_of_proof(
     now: float,
     client_id: str,
     nonce_secret: bytes | None,
+    access_token: str | None = None,
 ) -> str | None:
     """The thumbprint of the key of the request's one DPoP proof, None without one;
-    ``InvalidDpopProofError`` or ``UseDpopNonceError`` for a proof that fails."""
+    ``InvalidDpopProofError`` or ``UseDpopNonceError`` for a proof that fails. With
+    ``access_token`` (a request to a protected resource) the proof's ``ath`` must be
+    that token's hash."""
     if not proofs:
         return None
     if len(proofs) > 1:
         raise InvalidDpopProofError(description="more than one DPoP header")
     try:
-        proof = check_proof(proofs[0], method=method, url=url, now=now)
+        proof = check_proof(proofs[0], method=method, url=url, now=now, access_token=access_token)
     except InvalidProof as exc:
         raise InvalidDpopProofError(description=exc.description) from None
     if nonce_secret is not None:

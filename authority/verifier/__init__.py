@@ -5,8 +5,13 @@ Importing it loads only the standard library and ``cryptography``. Framework glu
 """
 
 from authority.verifier.cache import CachePolicy, Fetch, HttpResponse, httpx_fetch, urllib_fetch
-from authority.verifier.jose import InvalidToken, IssuerMismatch, KeysUnavailable, Reason
-from authority.verifier.jws import MAX_TOKEN_BYTES
+from authority.verifier.jose import (
+    MAX_TOKEN_BYTES,
+    InvalidToken,
+    IssuerMismatch,
+    KeysUnavailable,
+    Reason,
+)
 from authority.verifier.status import StatusUnavailable
 from authority.verifier.verify import REQUIRED_CLAIMS, Verifier
 

@@ -25,8 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authority.verifier.algorithms import ALGORITHMS, Algorithm, InvalidSignature
-from authority.verifier.jose import InvalidToken, b64decode, json_object
-from authority.verifier.jws import split
+from authority.verifier.jose import InvalidToken, b64decode, json_object, split
 
 PROOF_TYPE = "dpop+jwt"
 # How old a proof may be, and how far in the future its iat may lie (clock skew).

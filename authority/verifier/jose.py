@@ -172,3 +172,32 @@ def json_object(data: bytes) -> dict[str, Any]:
     if type(value) is not dict:
         raise InvalidToken("bad_json")
     return value
+
+
+# An access token's size limit (a status list is larger and says so).
+MAX_TOKEN_BYTES = 8192
+
+
+def split(
+    token: object, limit: int = MAX_TOKEN_BYTES
+) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """The header, signing input, payload and signature of a compact JWS of at most
+    ``limit`` bytes (an access token's, unless told: a status list is larger)."""
+    if type(token) is str:
+        if len(token) > limit:
+            raise InvalidToken("too_large")
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise InvalidToken("malformed") from None
+    elif isinstance(token, bytes):
+        if len(token) > limit:
+            raise InvalidToken("too_large")
+        raw = token
+    else:
+        raise InvalidToken("malformed")
+    if raw.count(b".") != 2:
+        raise InvalidToken("malformed")
+    head, payload, signature = raw.split(b".")
+    header = json_object(b64decode(head))
+    return header, raw[: len(head) + 1 + len(payload)], b64decode(payload), b64decode(signature)

@@ -14,10 +14,10 @@ import re
 from typing import Any, NamedTuple
 
 from authority.verifier.algorithms import ALGORITHMS, InvalidSignature
-from authority.verifier.jose import InvalidToken, b64decode, json_object
+from authority.verifier.jose import InvalidToken, json_object
+from authority.verifier.jose import split as split  # re-exported: its callers import it from here
 from authority.verifier.jwks import PublicKey
 
-MAX_TOKEN_BYTES = 8192
 # RFC 7515 section 4.1: a key or a key URL named by the token itself is a way for the
 # sender to choose the key that checks it.
 FORBIDDEN_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
@@ -32,31 +32,6 @@ class ParsedToken(NamedTuple):
     claims: dict[str, Any]
     signing_input: bytes
     signature: bytes
-
-
-def split(
-    token: object, limit: int = MAX_TOKEN_BYTES
-) -> tuple[dict[str, Any], bytes, bytes, bytes]:
-    """The header, signing input, payload and signature of a compact JWS of at most
-    ``limit`` bytes (an access token's, unless told: a status list is larger)."""
-    if type(token) is str:
-        if len(token) > limit:
-            raise InvalidToken("too_large")
-        try:
-            raw = token.encode("ascii")
-        except UnicodeEncodeError:
-            raise InvalidToken("malformed") from None
-    elif isinstance(token, bytes):
-        if len(token) > limit:
-            raise InvalidToken("too_large")
-        raw = token
-    else:
-        raise InvalidToken("malformed")
-    if raw.count(b".") != 2:
-        raise InvalidToken("malformed")
-    head, payload, signature = raw.split(b".")
-    header = json_object(b64decode(head))
-    return header, raw[: len(head) + 1 + len(payload)], b64decode(payload), b64decode(signature)
 
 
 def _is_access_token_type(value: object) -> bool:

@@ -2,8 +2,9 @@
 the password, see the sessions, end one.
 
 These routes join the /auth router (``authority.web.auth.auth_routes``) and follow its
-rules: cookie requests pass the CSRF check, ``Authorization: Bearer`` requests are
-judged by that header alone, and only /auth's own access tokens count.
+rules: cookie requests pass the CSRF check, ``Authorization: Bearer`` (or ``DPoP``, with
+a proof by the token's key) requests are judged by that header alone, and only /auth's
+own access tokens count.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ async def change_password(
     except SessionEnded:  # logged out meanwhile: nothing changed
         raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"}) from None
     session = Session(changed.family, refresh, changed.refresh_expires_at, status_idx)
-    return sessions.renewed(session, in_body=who.bearer)
+    return sessions.renewed(session, in_body=who.bearer, jkt=who.jkt)
 
 
 @get(

@@ -57,8 +57,8 @@ def cors_config(settings: Settings) -> CORSConfig | None:
         allow_origins=list(settings.cors_origins),
         allow_credentials=True,
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
-        expose_headers=["Retry-After", "WWW-Authenticate"],
+        allow_headers=["Authorization", "Content-Type", "X-CSRFToken", "DPoP"],
+        expose_headers=["Retry-After", "WWW-Authenticate", "DPoP-Nonce"],
         max_age=600,
     )
 

@@ -4,8 +4,9 @@ Cookie delivery is for browsers: tokens travel only in HttpOnly cookies, and eve
 unsafe request that relies on cookies (login included) must pass the CSRF check
 (``authority.web.cookies``). Body delivery is for mobile apps, SPAs and
 back-ends-for-frontends: tokens travel in JSON and the access token comes back as
-``Authorization: Bearer``. A refresh token that came in a cookie is only ever answered
-in cookies, never in a body.
+``Authorization: Bearer``, or bound to the client's key with a DPoP proof
+(``authority.web.auth_dpop``). A refresh token that came in a cookie is only ever
+answered in cookies, never in a body.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from authority.accounts.passwords import ahash_password
 from authority.accounts.registration import registration_problems
 from authority.accounts.throttle import take_registration
 from authority.accounts.users import UserExists, UserRecord, taken_field
+from authority.grants.dpop import bind_refresh_token
 from authority.sessions.families import find_family
 from authority.sessions.lifecycle import create_audited_user, end_sessions
 from authority.sessions.refresh_tokens import parse_refresh_token
@@ -35,10 +37,17 @@ from authority.sessions.service import (
     refresh_session,
 )
 from authority.signing.manager import KeyManager
+from authority.web.auth_dpop import (
+    DpopRefused,
+    authorization,
+    bound_key,
+    check_token_proof,
+    proof_key,
+    refuse_for_cookies,
+)
 from authority.web.auth_schema import (
     BODY_RESPONSES,
     CSRF_RESPONSES,
-    NOT_AUTHENTICATED,
     UNAUTHENTICATED,
     AuthError,
     CheckOut,
@@ -58,17 +67,21 @@ from authority.web.auth_schema import (
     user_out,
 )
 from authority.web.cookies import FIRST_PARTY, CookieSessions
-from authority.web.http import MAX_BODY, NO_STORE, UNAVAILABLE, bearer_token, client_address
+from authority.web.http import MAX_BODY, NO_STORE, UNAVAILABLE, client_address
 
 
-async def require_csrf_for_cookies(
+async def session_key(
     sessions: CookieSessions, request: Request[Any, Any, Any], delivery: Delivery
-) -> None:
-    """Login and sign-up that set cookies need the CSRF token (login CSRF), Bearer
-    header or not: the rule is that an answer which sets session cookies needs it, and
-    a Bearer header vouches for nothing here."""
+) -> str | None:
+    """The DPoP key a new session is to be bound to (body delivery only), checked
+    before anything else happens. Login and sign-up that set cookies need the CSRF
+    token (login CSRF), Bearer header or not: the rule is that an answer which sets
+    session cookies needs it, and a Bearer header vouches for nothing here."""
     if delivery == "cookie":
+        refuse_for_cookies(request)
         await sessions.require_csrf(request)
+        return None
+    return await proof_key(sessions.auth, request)
 
 
 def _is_json(content_type: str) -> bool:
@@ -89,11 +102,13 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
 
 
 async def log_in(
-    sessions: CookieSessions, user: UserRecord, delivery: Delivery, status: int
+    sessions: CookieSessions, user: UserRecord, delivery: Delivery, status: int, jkt: str | None
 ) -> Response[LoginOut]:
     auth = sessions.auth
     session = await open_session(auth, FIRST_PARTY.client_id, user, "", auth.settings.audience)
-    out = sessions.tokens(session)
+    # RFC 9449 section 5: the session's refresh tokens are bound to the proof's key.
+    await bind_refresh_token(auth.db, session.refresh_token, jkt)
+    out = sessions.tokens(session, jkt)
     if delivery == "body":
         return respond(LoginOut(user_out(user), out), status)
     cookies = sessions.login_cookies(
@@ -130,7 +145,7 @@ async def login(
     sessions: NamedDependency[CookieSessions],
     data: JSONBody[LoginRequest],
 ) -> Response[LoginOut]:
-    await require_csrf_for_cookies(sessions, request, data.delivery)
+    jkt = await session_key(sessions, request, data.delivery)
     if (data.username is None) == (data.email is None):
         raise AuthError(
             400,
@@ -154,7 +169,7 @@ async def login(
         ) from None
     if user is None:
         raise AuthError(401, "invalid username or password")
-    return await log_in(sessions, user, data.delivery, 200)
+    return await log_in(sessions, user, data.delivery, 200, jkt)
 
 
 @post(
@@ -174,7 +189,7 @@ async def register(
     data: JSONBody[RegisterRequest],
 ) -> Response[LoginOut]:
     auth = sessions.auth
-    await require_csrf_for_cookies(sessions, request, data.delivery)
+    jkt = await session_key(sessions, request, data.delivery)
     problems = registration_problems(data.username, data.email, data.password)
     if not problems:
         # Per address, before the lookup and the hashing: a taken name or email is an
@@ -206,7 +221,7 @@ async def register(
     except UserExists as exc:
         fields = [exc.field] if exc.field in ("username", "email") else ["username", "email"]
         raise AuthError(400, str(exc), errors=dict.fromkeys(fields, str(exc))) from None
-    return await log_in(sessions, user, data.delivery, 201)
+    return await log_in(sessions, user, data.delivery, 201, jkt)
 
 
 @post(
@@ -228,18 +243,23 @@ async def refresh(
     auth = sessions.auth
     raw = data.refresh if data is not None else None
     from_body = raw is not None
+    jkt = None
     if raw is None:
+        refuse_for_cookies(request)
         # A Bearer request is judged by its header alone: its cookies do not count.
-        if bearer_token(request) is None:
+        if authorization(request) is None:
             await sessions.require_csrf(request)
             raw = request.cookies.get(sessions.names.refresh, "")
         if not raw:
             raise AuthError(401, "no refresh token", error="invalid_grant")
+    else:
+        jkt = await proof_key(auth, request, refresh=raw)
     try:
         session = await refresh_session(auth, FIRST_PARTY.client_id, raw)
     except SessionError as exc:
         raise AuthError(401, str(exc), error="invalid_grant", clear_session=not from_body) from None
-    return sessions.renewed(session, in_body=from_body)
+    await bind_refresh_token(auth.db, session.refresh_token, jkt)
+    return sessions.renewed(session, in_body=from_body, jkt=jkt)
 
 
 @post(
@@ -255,18 +275,22 @@ async def logout(
     data: JSONBody[RefreshRequest | None] = None,
 ) -> Response[DoneOut]:
     auth = sessions.auth
-    bearer = bearer_token(request)
-    cookie_mode = bearer is None and (data is None or data.refresh is None)
+    header = authorization(request)
+    cookie_mode = header is None and (data is None or data.refresh is None)
     if cookie_mode:
         await sessions.require_csrf(request)
     family_id: str | None = None
     if data is not None and data.refresh is not None:
+        # A refresh token bound to a key ends its session only with a proof by it.
+        await proof_key(auth, request, refresh=data.refresh)
         presented = parse_refresh_token(data.refresh)
         family = await auth.db.read(find_family, presented) if presented else None
         if family is not None and family.client_id == FIRST_PARTY.client_id:
             family_id = family.id
-    elif bearer is not None:
-        claims = sessions.claims_of(bearer, expired_ok=True)
+    elif header is not None:
+        claims = sessions.claims_of(header.token, expired_ok=True)
+        if claims is not None and (header.dpop or bound_key(claims) is not None):
+            await check_token_proof(auth, request, header, claims)
         family_id = claims["sid"] if claims else None
     else:
         family_id = await sessions.refresh_cookie_family(request) or await sessions.cookie_session(
@@ -299,10 +323,8 @@ async def logout_all(
 async def me(
     request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions]
 ) -> Response[UserOut]:
-    user = await sessions.current_user(request)
-    if user is None:
-        raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
-    return respond(user_out(user))
+    who = await sessions.authenticated(request, unsafe=False)
+    return respond(user_out(who.user))
 
 
 @get(
@@ -356,6 +378,10 @@ def auth_routes(auth: Authority, keys: KeyManager, more: Sequence[HTTPRouteHandl
     def rejected(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorOut]:
         return refused(request, litestar_refusal(exc))
 
+    def bad_proof(request: Request[Any, Any, Any], exc: DpopRefused) -> Response[ErrorOut]:
+        error = AuthError(exc.status, exc.description, error=exc.error, headers=exc.headers)
+        return refused(request, error)
+
     return Router(
         "/auth",
         route_handlers=[get_csrf, login, register, refresh, logout, logout_all, me, check, *more],
@@ -364,6 +390,7 @@ def auth_routes(auth: Authority, keys: KeyManager, more: Sequence[HTTPRouteHandl
         before_request=require_json,
         exception_handlers={
             AuthError: refused,
+            DpopRefused: bad_proof,
             RecursionError: too_deep,
             HTTPException: rejected,
             ValidationException: rejected,

@@ -55,10 +55,14 @@ class UserOut(msgspec.Struct):
 
 
 class TokensOut(msgspec.Struct):
+    """``token_type``: ``DPoP`` when the access token is bound to the key of the
+    request's DPoP proof (send it as ``Authorization: DPoP``), else ``Bearer``."""
+
     access: str
     refresh: str
     expires_in: int
     refresh_expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 (a token type, not a secret)
 
 
 class LoginOut(msgspec.Struct, omit_defaults=True):

@@ -4,11 +4,13 @@ themselves (README, "Logging in users"). ``/auth`` uses it, and any page of the
 authority that acts for a signed-in browser can.
 
 Cookie requests must pass the CSRF check of ``authority.web.csrf``. A request with an
-``Authorization: Bearer`` header is authenticated by that header alone: its cookies
-are ignored and it needs no CSRF token (a cross-site page cannot set that header
-without a CORS preflight, which only ``CORS_ORIGINS`` pass). Only access tokens that
-``/auth`` issued itself count: those of the first-party client, for the authority's own
-audience; a token another client or a resource server was given is refused.
+``Authorization: Bearer`` (or ``DPoP``) header is authenticated by that header alone:
+its cookies are ignored and it needs no CSRF token (a cross-site page cannot set that
+header without a CORS preflight, which only ``CORS_ORIGINS`` pass). A token bound to a
+DPoP key counts only with a proof by that key (``authority.web.auth_dpop``). Only
+access tokens that ``/auth`` issued itself count: those of the first-party client, for
+the authority's own audience; a token another client or a resource server was given is
+refused.
 
 With ``Secure`` cookies the names carry the prefixes of RFC 6265bis section 4.1.3
 (``__Host-`` and ``__Secure-``), which browsers accept only from a secure origin and,
@@ -32,8 +34,16 @@ from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.sessions.service import Authority, Session, issue_access_token
 from authority.signing.manager import KeyManager
 from authority.signing.own_tokens import decode_own_access_token
+from authority.signing.signer import DPOP_KEY
 from authority.status.store import access_token_revoked
 from authority.web import csrf
+from authority.web.auth_dpop import (
+    DpopRefused,
+    authorization,
+    bound_key,
+    check_token_proof,
+    refused,
+)
 from authority.web.auth_schema import (
     NOT_AUTHENTICATED,
     AuthError,
@@ -41,7 +51,6 @@ from authority.web.auth_schema import (
     TokensOut,
     respond,
 )
-from authority.web.http import bearer_token
 
 # The public client row behind /auth (migration 0004): it has no OAuth grant.
 FIRST_PARTY = ClientRecord(
@@ -74,12 +83,14 @@ class CookieNames:
 
 @dataclass(frozen=True)
 class Who:
-    """The user an authenticated request acts for, its session (``sid``), and whether
-    it came with an ``Authorization: Bearer`` header (else by cookie)."""
+    """The user an authenticated request acts for, its session (``sid``), whether it
+    came with an ``Authorization`` header (else by cookie), and the DPoP key its token
+    is bound to (whose proof the request carried)."""
 
     user: UserRecord
     session: str
     bearer: bool
+    jkt: str | None = None
 
 
 def _session_user(conn: Connection, sid: str, jti: str, user_id: int) -> UserRecord | None:
@@ -127,34 +138,40 @@ class CookieSessions:
     async def current_user(self, request: Request[Any, Any, Any]) -> UserRecord | None:
         """The user of the request's access token (header first, else cookie), while
         the token is unexpired and unrevoked and its session stands."""
-        token = bearer_token(request)
-        if token is None:
-            token = request.cookies.get(self.names.access)
-        found = await self._user_of(token)
-        return found[0] if found is not None else None
+        try:
+            return (await self.authenticated(request, unsafe=False)).user
+        except (AuthError, DpopRefused):
+            return None
 
     async def signed_in(self, request: Request[Any, Any, Any]) -> tuple[UserRecord, str] | None:
         """The user and login session of the browser's access cookie (never a header:
         the authorization endpoint is a browser's), while both stand."""
-        return await self._user_of(request.cookies.get(self.names.access))
+        claims = self.claims_of(request.cookies.get(self.names.access))
+        # A cookie never holds a bound token: /auth refuses DPoP in cookie delivery.
+        return await self._user_of(claims if claims and bound_key(claims) is None else None)
 
     async def authenticated(self, request: Request[Any, Any, Any], *, unsafe: bool) -> Who:
         """``current_user`` with its session, else a 401. A cookie request without an
         access cookie is a 401 at once; one with it must first pass the CSRF check when
         the request is ``unsafe``."""
-        bearer = bearer_token(request)
-        token = bearer if bearer is not None else request.cookies.get(self.names.access)
-        if token and bearer is None and unsafe:
+        header = authorization(request)
+        token = header.token if header is not None else request.cookies.get(self.names.access)
+        if token and header is None and unsafe:
             await self.require_csrf(request)
-        found = await self._user_of(token)
+        claims = self.claims_of(token)
+        jkt = None
+        if claims is not None:
+            jkt = await check_token_proof(self.auth, request, header, claims)
+        found = await self._user_of(claims)
         if found is None:
+            if header is not None and header.dpop:
+                raise refused("invalid_token", NOT_AUTHENTICATED)
             raise AuthError(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
         user, session = found
-        return Who(user, session, bearer is not None)
+        return Who(user, session, header is not None, jkt)
 
-    async def _user_of(self, token: str | None) -> tuple[UserRecord, str] | None:
-        """The user and session of a live access token of ours."""
-        claims = self.claims_of(token)
+    async def _user_of(self, claims: dict[str, Any] | None) -> tuple[UserRecord, str] | None:
+        """The user and session of the claims of a live access token of ours."""
         if claims is None:
             return None
         sid = str(claims["sid"])
@@ -207,18 +224,26 @@ class CookieSessions:
 
     # --- tokens ------------------------------------------------------------------------
 
-    def tokens(self, session: Session) -> TokensOut:
-        """A session's new token pair, with the seconds each has left."""
+    def tokens(self, session: Session, jkt: str | None = None) -> TokensOut:
+        """A session's new token pair, with the seconds each has left; the access token
+        bound to the DPoP key ``jkt`` when given (``token_type`` ``DPoP``)."""
         auth = self.auth
         family = session.family
-        access = issue_access_token(auth, FIRST_PARTY.client_id, session, family.scope)
+        bound = DPOP_KEY.set(jkt)
+        try:
+            access = issue_access_token(auth, FIRST_PARTY.client_id, session, family.scope)
+        finally:
+            DPOP_KEY.reset(bound)
         refresh_left = max(0, int(session.refresh_expires_at - auth.clock()))
-        return TokensOut(access.token, session.refresh_token, auth.signer.ttl, refresh_left)
+        kind = "Bearer" if jkt is None else "DPoP"
+        return TokensOut(access.token, session.refresh_token, auth.signer.ttl, refresh_left, kind)
 
-    def renewed(self, session: Session, *, in_body: bool) -> Response[RefreshOut]:
+    def renewed(
+        self, session: Session, *, in_body: bool, jkt: str | None = None
+    ) -> Response[RefreshOut]:
         """The answer to a refresh (and a password change): the new pair in the body,
         or in the cookies with only the lifetimes in the body."""
-        pair = self.tokens(session)
+        pair = self.tokens(session, jkt)
         if in_body:
             return respond(
                 RefreshOut(

@@ -146,7 +146,9 @@ def test_login_with_email_and_body_delivery_sets_no_token_cookie(
             "refresh",
             "expires_in",
             "refresh_expires_in",
+            "token_type",
         }
+        assert login.json()["tokens"]["token_type"] == "Bearer"
         assert "access_token" not in login.headers.get("set-cookie", "")
         assert login.headers["cache-control"] == "no-store"
 
