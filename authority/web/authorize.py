@@ -201,6 +201,7 @@ class Authorizer:
             audience=parsed.audience,
             auth_time=auth_time,
             browser_session=sid,
+            dpop_jkt=parsed.dpop_jkt,
         )
         await self.auth.db.write(
             store_code, grant, code_hash, self.auth.clock(), self.auth.settings.auth_code_ttl
