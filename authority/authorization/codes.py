@@ -2,7 +2,9 @@
 
 A code has 256 random bits, is stored only as its SHA-256, lives ``AUTH_CODE_TTL``
 and is bound to the client, redirect URI, code challenge, nonce, scope and audience it
-was issued with. Redemption is one transaction: a code already used is refused and
+was issued with, and to the DPoP key of ``dpop_jkt`` when the request named one (RFC
+9449 section 10: the exchange must then carry a proof by that key). Redemption is one
+transaction: a code already used is refused and
 the session it opened is revoked (RFC 6749 section 4.1.2, "SHOULD revoke"), with an
 audit event ``code.replayed``; otherwise the bindings are checked, the code is marked
 used by compare-and-set (``UPDATE ... WHERE used_at IS NULL``: the database decides
@@ -34,7 +36,16 @@ VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _CODE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 Outcome = Literal[
-    "ok", "unknown", "replayed", "expired", "foreign", "redirect", "verifier", "scope", "target"
+    "ok",
+    "unknown",
+    "replayed",
+    "expired",
+    "foreign",
+    "redirect",
+    "verifier",
+    "dpop",
+    "scope",
+    "target",
 ]
 
 
@@ -51,6 +62,7 @@ class CodeGrant:
     audience: str
     auth_time: float
     browser_session: str
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +115,7 @@ def store_code(conn: Connection, grant: CodeGrant, code_hash: bytes, now: float,
             audience=grant.audience,
             auth_time=grant.auth_time,
             browser_session=grant.browser_session,
+            dpop_jkt=grant.dpop_jkt,
             created_at=now,
             expires_at=now + ttl,
         )
@@ -120,11 +133,13 @@ def redeem_code(
     session: NewSession,
     scope: list[str] | None = None,
     resource: str | None = None,
+    dpop_jkt: str | None = None,
 ) -> Redemption:
     """Redeem a code (module docstring). Only ``ok`` changes the code; ``replayed``
     revokes what the code issued, and that is committed with the refusal. A token
     request may narrow the scope (``scope``: refused when it asks for more) and may
-    name the code's audience again (``resource``: refused when it names another)."""
+    name the code's audience again (``resource``: refused when it names another);
+    ``dpop_jkt`` is the thumbprint of the key of the request's DPoP proof, if any."""
     table = AuthorizationCode.__table__
     row = conn.execute(select(table).where(table.c.code_hash == code_hash)).first()
     if row is None:
@@ -139,6 +154,7 @@ def redeem_code(
         row.audience,
         row.auth_time,
         row.browser_session,
+        row.dpop_jkt,
     )
     if row.used_at is not None:
         return _replayed(conn, code_hash, grant, now)
@@ -153,6 +169,8 @@ def redeem_code(
         return Redemption("redirect")
     if not verifier_matches(verifier, row.code_challenge):
         return Redemption("verifier")
+    if row.dpop_jkt is not None and row.dpop_jkt != dpop_jkt:
+        return Redemption("dpop")
     if scope is not None and not set(scope) <= set(grant.scope.split()):
         return Redemption("scope")
     if resource is not None and resource != grant.audience:

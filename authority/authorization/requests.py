@@ -1,5 +1,6 @@
 """The authorization request (RFC 6749 section 4.1.1, RFC 7636 section 4.3, OpenID
-Connect Core 1.0 section 3.1.2.1, RFC 8707, RFC 9207) and its errors.
+Connect Core 1.0 section 3.1.2.1, RFC 8707, RFC 9207, RFC 9449 section 10) and its
+errors.
 
 The client and its redirect URI are checked first: when either is unknown the error is
 shown to the user (``PageError``) and the browser is never redirected (RFC 6749
@@ -25,6 +26,8 @@ _Refuse = Callable[[str, str], "RedirectError"]
 # RFC 7636 section 4.2: an S256 challenge is 43 base64url characters.
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
+# RFC 9449 section 10: dpop_jkt is a JWK SHA-256 thumbprint (RFC 7638), base64url.
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class PageError(Exception):
@@ -55,6 +58,7 @@ class AuthorizationRequest:
     max_age: int | None
     login_hint: str | None
     audience: str
+    dpop_jkt: str | None = None
 
 
 def verify_client(
@@ -113,6 +117,7 @@ def parse_request(
         max_age=_max_age(params, refuse),
         login_hint=_bounded(params, "login_hint", MAX_LOGIN_HINT, refuse),
         audience=_audience(params, client, default_audience, refuse),
+        dpop_jkt=_dpop_jkt(params, refuse),
     )
 
 
@@ -166,3 +171,12 @@ def _audience(
     if resource != default and resource not in client.audiences:
         raise refuse("invalid_target", "this client may not request that resource")
     return resource
+
+
+def _dpop_jkt(params: Mapping[str, str], refuse: _Refuse) -> str | None:
+    jkt = params.get("dpop_jkt")
+    if jkt is not None and not _THUMBPRINT.fullmatch(jkt):
+        raise refuse(
+            "invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)"
+        )
+    return jkt

@@ -4,7 +4,9 @@ S256 only) and OpenID Connect's ID token (Core 1.0 section 3.1.3.3).
 The code is redeemed in one transaction (``authority.authorization.codes``): a code
 presented twice is ``invalid_grant`` and revokes the session it opened. The session is
 a refresh family like any other (rotation, reuse detection, grace and pruning apply);
-its refresh token is handed out only when the client may use ``refresh_token``."""
+its refresh token is handed out only when the client may use ``refresh_token``. A code
+whose request named ``dpop_jkt`` (RFC 9449 section 10) is exchanged only with a DPoP
+proof by that key (checked at the token endpoint: ``DPOP_KEY``)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from authority.grants.errors import (
 )
 from authority.sessions.refresh_tokens import new_refresh_token
 from authority.sessions.service import Authority, Session, issue_access_token
+from authority.signing.signer import DPOP_KEY
 from authority.storage import audit
 
 GRANT_TYPE = "authorization_code"
@@ -34,6 +37,7 @@ REFUSALS = {
     "foreign": "authorization code was issued to another client",
     "redirect": "redirect_uri differs from the authorization request's",
     "verifier": "code_verifier is missing or does not match the code_challenge",
+    "dpop": "the code is bound to a DPoP key (dpop_jkt): a DPoP proof by that key is required",
 }
 
 
@@ -68,6 +72,7 @@ async def handle(
         ),
         scope=scope,
         resource=resource,
+        dpop_jkt=DPOP_KEY.get(),
     )
     grant, family = redemption.grant, redemption.family
     if redemption.outcome == "scope":

@@ -272,3 +272,5 @@ class AuthorizationCode(Base):
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     family_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # RFC 9449 section 10: the thumbprint of the DPoP key the exchange must prove.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -12,10 +12,9 @@ browser goes back to the redirect URI with ``code``, ``state`` and ``iss`` (RFC 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
@@ -35,7 +34,7 @@ from authority.authorization.requests import (
 )
 from authority.grants.errors import OAuth2Error
 from authority.web import csrf
-from authority.web.authorize_pages import consent_page, error_page
+from authority.web.authorize_pages import consent_page, error_page, redirect_origin
 from authority.web.cookies import CookieSessions
 from authority.web.http import MAX_BODY
 from authority.web.oauth_forms import read_form
@@ -54,7 +53,6 @@ RESPONSES = {
         generate_examples=False,
     ),
 }
-_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*:(//[A-Za-z0-9.\-\[\]:]+)?")
 
 
 def answer(request: AuthorizationRequest | RedirectError, issuer: str, **params: str) -> Redirect:
@@ -69,13 +67,6 @@ def answer(request: AuthorizationRequest | RedirectError, issuer: str, **params:
 
 def refusal(exc: RedirectError, issuer: str) -> Redirect:
     return answer(exc, issuer, error=exc.error, error_description=exc.description)
-
-
-def redirect_origin(uri: str) -> str:
-    """The CSP source of a redirect URI: its origin, or its scheme for a native app."""
-    parts = urlsplit(uri)
-    source = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
-    return source if _ORIGIN.fullmatch(source) else "'none'"
 
 
 def query_of(request: Request[Any, Any, Any]) -> tuple[dict[str, str], set[str]]:
@@ -210,6 +201,7 @@ class Authorizer:
             audience=parsed.audience,
             auth_time=auth_time,
             browser_session=sid,
+            dpop_jkt=parsed.dpop_jkt,
         )
         await self.auth.db.write(
             store_code, grant, code_hash, self.auth.clock(), self.auth.settings.auth_code_ttl

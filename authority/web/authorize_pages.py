@@ -1,12 +1,15 @@
 """The authorization endpoint's pages: the error page (an unknown client or redirect
-URI is never redirected to) and the consent form. Server-rendered, every value
+URI is never redirected to), the consent form, and RP-initiated logout's confirmation
+and signed-out pages. Server-rendered, every value
 escaped, no script; the headers of the login page (``authority.web.frontend``), with
 ``form-action`` also allowing the client's redirect URI, where the form's answer goes."""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from litestar import Response
 
@@ -18,6 +21,14 @@ SCOPE_TEXT = {
     "email": "See your email address",
     "offline_access": "Stay signed in when you are away",
 }
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*:(//[A-Za-z0-9.\-\[\]:]+)?")
+
+
+def redirect_origin(uri: str) -> str:
+    """The CSP source of a redirect URI: its origin, or its scheme for a native app."""
+    parts = urlsplit(uri)
+    source = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+    return source if _ORIGIN.fullmatch(source) else "'none'"
 
 
 def _page(title: str, body: str, status: int, form_action: str | None = None) -> Response[str]:
@@ -27,7 +38,7 @@ def _page(title: str, body: str, status: int, form_action: str | None = None) ->
         # refuses; same-origin sends our own origin, and nothing to other sites.
         headers["Referrer-Policy"] = "same-origin"
         headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
-            "form-action 'self'", f"form-action 'self' {form_action}"
+            "form-action 'self'", f"form-action 'self' {form_action}".rstrip()
         )
     document = (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -52,6 +63,31 @@ def signed_out_page() -> Response[str]:
     return _page(
         "Signed out", '<h1>Signed out</h1>\n<p id="signed-out">You are signed out.</p>', 200
     )
+
+
+def logout_confirm_page(
+    *, client_name: str | None, fields: dict[str, str], csrf_token: str, form_action: str | None
+) -> Response[str]:
+    """Asks the user before ending the session (RP-Initiated Logout 1.0 section 2): a
+    request without ``id_token_hint`` may come from any page."""
+    asker = (
+        f"<strong>{html.escape(client_name)}</strong> asks you to sign out."
+        if client_name is not None
+        else "A page asks you to sign out."
+    )
+    hidden = "\n".join(
+        f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+        for name, value in {**fields, "csrf_token": csrf_token}.items()
+    )
+    body = (
+        f'<h1>Sign out?</h1>\n<p id="asker">{asker}</p>\n'
+        "<p>If you did not ask for this, close this page: you stay signed in.</p>\n"
+        '<form id="logout-form" method="post" action="/oauth/logout">\n'
+        f"{hidden}\n"
+        '<div class="actions">\n<button id="sign-out" type="submit">Sign out</button>\n</div>\n'
+        "</form>"
+    )
+    return _page("Sign out?", body, 200, form_action=form_action or "")
 
 
 def consent_page(

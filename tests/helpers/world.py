@@ -33,7 +33,6 @@ import httpx
 import jwt
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from authority.accounts.clients import ClientRecord, create_client, hash_secret
@@ -56,6 +55,7 @@ from authority.storage.tables import (
 )
 from authority.web.app import create_app
 from tests.helpers.oauth import FORM, Form, basic, encode_form
+from tests.helpers.postgres import postgres_database
 
 PASSWORD = "correct horse battery staple"  # every user's
 BASE_URL = "http://testserver.local"
@@ -97,6 +97,17 @@ class WorldConfig:
     def open(self, directory: Path) -> contextlib.AbstractAsyncContextManager[World]:
         """``open_world`` on this configuration, its files in ``directory``."""
         return open_world(settings_in(directory, **self.settings), self.clients)
+
+
+@contextlib.contextmanager
+def on_backend(config: WorldConfig, backend: str) -> Iterator[WorldConfig]:
+    """``config`` on ``backend`` (one of ``BACKENDS``): SQLite, in the world's own file,
+    or a new PostgreSQL database, dropped afterwards (skipped when there is no server)."""
+    if backend == "sqlite":
+        yield config
+        return
+    with postgres_database() as url:
+        yield dataclasses.replace(config, settings={**config.settings, "database_url": url})
 
 
 def settings_in(directory: Path, **overrides: Any) -> Settings:
@@ -144,6 +155,53 @@ async def snapshot(url: str) -> Snapshot:
         await engine.dispose()
 
 
+class AppClient(httpx.AsyncClient):
+    """The test client of the app: an httpx client calling it in this event loop, as
+    Litestar's ``AsyncTestClient`` does by default (``testclient`` address and user
+    agent, redirects followed); ``app`` takes raw ASGI calls."""
+
+    def __init__(self, app: Any):  # Any: httpx and Litestar type the ASGI callable differently
+        transport = httpx.ASGITransport(app=app, client=("testclient", 50000))
+        super().__init__(
+            transport=transport,
+            base_url=BASE_URL,
+            headers={"user-agent": "testclient"},
+            follow_redirects=True,
+        )
+        self.app: Any = app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Litestar) -> AsyncIterator[AppClient]:
+    """The app with its lifespan (startup, background tasks) running in this event
+    loop, and its client. Litestar's ``AsyncTestClient`` runs the lifespan and its own
+    requests in a blocking portal's loop on another thread while the browsers' requests
+    run in the test's: asyncpg connections belong to the loop that opened them, so on
+    PostgreSQL the shared pool handed one loop's connections to the other ("got Future
+    attached to a different loop"). One loop serves both backends alike. The lifespan
+    runs in a task of its own, which enters and leaves it (its cancel scopes must be
+    left by the task that entered them; a fixture's teardown may run in another)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run(), name="world-lifespan")
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.is_set():
+        ready.cancel()
+        await task  # the startup failed: its exception
+    try:
+        async with AppClient(app) as client:
+            yield client
+    finally:
+        stop.set()
+        await task
+
+
 def asgi_client(app: Any, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
     """An httpx client of an ASGI ``app`` (``Any``: httpx and Litestar type the ASGI
     callable differently), whose requests come from ``address``."""
@@ -158,7 +216,7 @@ class World:
     world; ``caplog``, when set, makes ``unchanged`` prove that no error was logged."""
 
     settings: Settings
-    http: AsyncTestClient[Litestar]
+    http: AppClient
     db: Database
     clients: dict[str, ClientRecord]
     secrets: dict[str, str]
@@ -397,7 +455,7 @@ async def open_world(
                 post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
             )
             secrets[name] = secret
-        async with AsyncTestClient(create_app(settings, **app_options)) as http:
+        async with serving(create_app(settings, **app_options)) as http:
             jwks = jwt.PyJWKSet.from_dict((await http.get("/.well-known/jwks.json")).json())
             world = World(settings, http, db, records, secrets, jwks)
             try:

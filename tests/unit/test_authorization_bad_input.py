@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -26,7 +26,8 @@ from tests.helpers.authcode import (
     log_in,
     query,
 )
-from tests.helpers.world import ClientSpec, World, WorldConfig
+from tests.helpers.postgres import BACKENDS
+from tests.helpers.world import ClientSpec, World, WorldConfig, on_backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SCOPES = ("openid", "read")
@@ -47,9 +48,13 @@ CLIENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def world_config() -> WorldConfig:
-    return WorldConfig(clients=CLIENTS)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world_config(request: pytest.FixtureRequest) -> Iterator[WorldConfig]:
+    # No pruning (every 30 s by default) of the codes of earlier tests in the middle of
+    # an ``unchanged`` block: a module on PostgreSQL runs for over a minute.
+    base = WorldConfig(clients=CLIENTS, settings={"maintenance_interval": 3600})
+    with on_backend(base, request.param) as config:
+        yield config
 
 
 def url_for(pkce: Pkce, client_id: str, **params: str) -> str:

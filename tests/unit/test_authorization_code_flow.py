@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -24,7 +25,8 @@ from tests.helpers.authcode import (
     log_in,
     query,
 )
-from tests.helpers.world import ClientSpec, World, WorldConfig, csrf
+from tests.helpers.postgres import BACKENDS
+from tests.helpers.world import ClientSpec, World, WorldConfig, csrf, on_backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 OIDC = ("openid", "profile", "email", "read")
@@ -42,9 +44,13 @@ CLIENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def world_config() -> WorldConfig:
-    return WorldConfig(clients=CLIENTS)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world_config(request: pytest.FixtureRequest) -> Iterator[WorldConfig]:
+    # No pruning (every 30 s by default) of the codes of earlier tests in the middle of
+    # an ``unchanged`` block: a module on PostgreSQL runs for over a minute.
+    base = WorldConfig(clients=CLIENTS, settings={"maintenance_interval": 3600})
+    with on_backend(base, request.param) as config:
+        yield config
 
 
 def decode_id_token(world: World, token: str, client: str) -> dict[str, object]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, delete, select, update
@@ -13,7 +14,8 @@ from sqlalchemy import Connection, delete, select, update
 from authority.sessions.pruning import prune_batch
 from authority.storage.tables import AuthorizationCode, RefreshFamily, RefreshToken
 from tests.helpers.authcode import CALLBACK, Pkce, code_for, exchange, log_in
-from tests.helpers.world import ClientSpec, World, WorldConfig
+from tests.helpers.postgres import BACKENDS
+from tests.helpers.world import ClientSpec, World, WorldConfig, on_backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CLIENTS = {
@@ -27,9 +29,11 @@ CLIENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def world_config() -> WorldConfig:
-    return WorldConfig(clients=CLIENTS)
+@pytest.fixture(scope="module", params=BACKENDS)
+def world_config(request: pytest.FixtureRequest) -> Iterator[WorldConfig]:
+    base = WorldConfig(clients=CLIENTS, settings={"maintenance_interval": 3600})
+    with on_backend(base, request.param) as config:
+        yield config
 
 
 async def stored(world: World, code: str) -> bool:
