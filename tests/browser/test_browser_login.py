@@ -261,3 +261,49 @@ def test_the_schema_page_renders_from_the_authority_alone(
     assert foreign == []
     assert errors == []
     context.close()
+
+
+HELD_401 = """async ([username, password, wait]) => {
+  const authority = new Authority();
+  await authority.login(username, password);
+  await new Promise((done) => setTimeout(done, wait)); // the access token expires
+  const send = authority.send.bind(authority);
+  let release;
+  const gate = new Promise((done) => { release = done; });
+  let held = false;
+  authority.send = async (path, options) => {
+    const response = await send(path, options);
+    if (path === "/auth/me" && !held) { held = true; await gate; }
+    return response;
+  };
+  const slow = authority.me(); // sent with the expired token: its 401 is held back
+  while (!held) await new Promise((done) => setTimeout(done, 10));
+  const standing = await authority.refresh();
+  release();
+  const user = await slow;
+  await authority.logout();
+  return [standing, user && user.username, authority.refreshes];
+}"""
+
+
+def test_a_401_that_arrives_after_a_refresh_is_retried_without_another_refresh(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """A slow request sent with the old access token is answered 401 after the tab's
+    refresh has ended: it is retried with the new token, not refreshed again (a loaded
+    machine showed three refreshes where two were due)."""
+    base = deployment.servers[0].url
+    context = browser.new_context(base_url=base)
+    context.route(
+        f"{base}/app-page",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html",
+            body='<!DOCTYPE html><script src="/static/authority.js"></script>',
+        ),
+    )
+    tab = context.new_page()
+    tab.goto("/app-page")
+    result = tab.evaluate(HELD_401, [USERNAME, PASSWORD, (ACCESS_TTL + 1) * 1000])
+    assert result == [True, USERNAME, 1]
+    context.close()

@@ -176,6 +176,7 @@
       this.onLogout = options.onLogout || null;
       this.refreshes = 0; // refresh requests this tab sent (for diagnostics and tests)
       this._refreshing = null;
+      this._refreshed = 0; // refreshes of this tab that succeeded
       this._channel = "BroadcastChannel" in global ? new BroadcastChannel("authority") : null;
       if (this._channel) {
         this._channel.onmessage = (event) => {
@@ -258,8 +259,12 @@
 
     /** An authenticated request: on a 401, refresh once (shared) and retry once. */
     async fetch(path, options = {}) {
+      const refreshed = this._refreshed;
       const response = await this.send(path, options);
       if (response.status !== 401) return response;
+      // A refresh ended while this request was on its way: it carried the old token,
+      // so retry with the new one rather than refresh again.
+      if (this._refreshed !== refreshed) return this.send(path, options);
       if (!(await this.refresh())) return response;
       return this.send(path, options);
     }
@@ -267,9 +272,14 @@
     /** Refresh the session; true when it still stands. One refresh per tab at a time. */
     refresh() {
       if (!this._refreshing) {
-        this._refreshing = this._refreshTakingTurns().finally(() => {
-          this._refreshing = null;
-        });
+        this._refreshing = this._refreshTakingTurns()
+          .then((standing) => {
+            if (standing) this._refreshed += 1;
+            return standing;
+          })
+          .finally(() => {
+            this._refreshing = null;
+          });
       }
       return this._refreshing;
     }
