@@ -17,6 +17,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from authority.accounts.clients import ClientRecord
 from authority.grants.errors import InvalidClientError, InvalidRequestError, InvalidTargetError
 from authority.sessions.service import Authority
+from authority.web.http import header_value
 
 # Names echoed in an error description; RFC 6749 limits its characters.
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
@@ -27,8 +28,8 @@ MAX_CLIENT_ID = 64
 async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
     """The form parameters; RFC 6749 section 3.2: none may be repeated, and a
     parameter sent without a value is treated as omitted."""
-    content_type, _ = request.content_type
-    if content_type != "application/x-www-form-urlencoded":
+    content_type = header_value(request, b"content-type") or ""
+    if content_type.partition(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise InvalidRequestError(description="body must be application/x-www-form-urlencoded")
     try:
         body = await request.body()
@@ -83,7 +84,7 @@ async def authenticate_client(
     """client_secret_basic, client_secret_post, or none (public clients): one of them.
     A disabled or deleted client, and a secret rotated out whose overlap has ended,
     are ``invalid_client`` (``ClientCache.authenticate`` says how soon)."""
-    header = request.headers.get("authorization")
+    header = header_value(request, b"authorization")
     secret: str | None
     body_id, body_secret = params.get("client_id"), params.get("client_secret")
     if header is not None:
