@@ -40,6 +40,7 @@ BENCHMARKS = [
     "client_credentials",
     "client_credentials_es256",
     "client_credentials_eddsa",
+    "client_credentials_dpop",
     "refresh",
     "concurrency",
     "refresh_scaling",

@@ -7,6 +7,7 @@ authenticate the client, check the client may use the grant, run the grant.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from authority.accounts.passwords import HashingBusy
 from authority.grants import GRANTS
 from authority.grants.common import TokenResponse
 from authority.grants.dpop import (
+    ProofLedger,
     UseDpopNonceError,
     bind_refresh_token,
     check_refresh_binding,
@@ -110,7 +112,7 @@ async def _guarded(
 
 
 async def _token(
-    auth: Authority, keys: KeyManager, request: Request[Any, Any, Any]
+    auth: Authority, keys: KeyManager, request: Request[Any, Any, Any], ledger: ProofLedger
 ) -> TokenResponse:
     params = await read_form(request)
     grant_type = params.get("grant_type")
@@ -123,7 +125,7 @@ async def _token(
     if grant_type not in client.grant_types:
         raise UnauthorizedClientError(description=f"client may not use {grant_type}")
     jkt = await key_of_proof(
-        auth.db,
+        ledger,
         header_values(request, b"dpop"),
         method="POST",
         url=f"{auth.settings.issuer}/oauth/token",
@@ -258,6 +260,7 @@ _TOKEN_FORM = {"token": TEXT, "token_type_hint": TEXT}
 
 def oauth_handlers(auth: Authority, keys: KeyManager) -> list[HTTPRouteHandler]:
     token_seconds: dict[int, Histogram] = {}  # the histogram's child of each status
+    token_work = functools.partial(_token, ledger=ProofLedger(auth.db))
 
     @post(
         "/oauth/token",
@@ -274,7 +277,7 @@ def oauth_handlers(auth: Authority, keys: KeyManager) -> list[HTTPRouteHandler]:
     async def token(request: Request[Any, Any, Any]) -> Response[Any]:
         # The generic request middleware costs a tenth of a token; one histogram does.
         started = time.perf_counter()
-        response = await _guarded(auth, keys, request, _token, ReadyJson)
+        response = await _guarded(auth, keys, request, token_work, ReadyJson)
         status = response.status_code or 200
         seconds = token_seconds.get(status)
         if seconds is None:
