@@ -14,6 +14,7 @@ and the standard library.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -84,6 +85,7 @@ def access_token_hash(access_token: str) -> str:
     return b64url(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
+@functools.lru_cache(maxsize=256)  # the endpoint's own URL and its clients' few htu
 def normalized_uri(url: str) -> str | None:
     """The URI without query and fragment, scheme and host lowercased, default port
     dropped (RFC 3986 section 6.2.2 and 6.2.3); None when it is not an http(s) URI."""
