@@ -91,7 +91,15 @@ class ReadyJson(Response[bytes]):
     the general path."""
 
     def __init__(self, body: Mapping[str, Any] | msgspec.Struct) -> None:
-        super().__init__(_encode(body), media_type="application/json", headers=NO_STORE)
+        # Response.__init__'s fields, set as it would set them for these arguments.
+        self.content = _encode(body)
+        self.background = None
+        self.cookies = []
+        self.encoding = "utf-8"
+        self.headers = dict(NO_STORE)
+        self.media_type = "application/json"
+        self.status_code = None
+        self.response_type_encoders = {}
 
     def to_asgi_response(
         self,
@@ -119,7 +127,8 @@ class ReadyJson(Response[bytes]):
 def client_address(request: Request[Any, Any, Any]) -> str:
     """The peer's address; behind ``TRUSTED_PROXIES``, the one their X-Forwarded-For
     names (``authority serve`` has uvicorn read it from those proxies only)."""
-    return request.client.host if request.client else "unknown"
+    client = request.scope.get("client")  # not ``request.client``: no Address object
+    return str(client[0]) if client else "unknown"
 
 
 def header_values(request: Request[Any, Any, Any], name: bytes) -> list[str]:
