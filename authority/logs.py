@@ -46,18 +46,27 @@ class JsonLines(logging.Formatter):
         self._heads: dict[tuple[str, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
-        head = self._heads.get((record.levelname, record.name))
-        if head is None:
-            head = f'"level":{json.dumps(record.levelname)},"logger":{json.dumps(record.name)}'
-            self._heads[(record.levelname, record.name)] = head
-        start = f'{{"time":"{self._time(record.created)}",{head}'
         message = record.getMessage()
         if record.name in JSON_LOGGERS and message[:1] == "{" and not record.exc_info:
-            return start + ("," + message[1:] if message != "{}" else "}")
+            return self.spliced(record.created, record.levelname, record.name, message)
+        start = self._start(record.created, record.levelname, record.name)
         fields: dict[str, Any] = {"message": message}
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
         return start + "," + json.dumps(fields, separators=(",", ":"))[1:]
+
+    def spliced(self, created: float, level: str, logger: str, message: str) -> str:
+        """The line of a message that is one JSON object: its members follow the head.
+        ``BufferedStderr`` calls it for access lines directly, without a LogRecord."""
+        start = self._start(created, level, logger)
+        return start + ("," + message[1:] if message != "{}" else "}")
+
+    def _start(self, created: float, level: str, logger: str) -> str:
+        head = self._heads.get((level, logger))
+        if head is None:
+            head = f'"level":{json.dumps(level)},"logger":{json.dumps(logger)}'
+            self._heads[(level, logger)] = head
+        return f'{{"time":"{self._time(created)}",{head}'
 
     def _time(self, created: float) -> str:
         second = int(created)
@@ -159,6 +168,10 @@ class BufferedStderr(logging.Handler):
         if isinstance(item, logging.LogRecord):
             return self.format(item)
         created, line = item  # an access line, as the logging module would have made it
+        formatter = self.formatter
+        if isinstance(formatter, JsonLines) and line[:1] == "{":
+            # Once per request: a LogRecord for it cost more than the rest of the line.
+            return formatter.spliced(created, "INFO", ACCESS_LOGGER, line)
         record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, line, None, None)
         record.created = created
         return self.format(record)

@@ -40,6 +40,7 @@ BENCHMARKS = [
     "client_credentials",
     "client_credentials_es256",
     "client_credentials_eddsa",
+    "client_credentials_dpop",
     "refresh",
     "concurrency",
     "refresh_scaling",
@@ -48,6 +49,7 @@ BENCHMARKS = [
     "verify",
     "verify_status",
     "soak",
+    "soak_alg_switch",
 ]
 
 
@@ -72,8 +74,8 @@ def main() -> int:
     names = [*args.names, *(args.only or [])] or BENCHMARKS
     if unknown := sorted(set(names) - set(BENCHMARKS)):
         parser.error(f"no benchmark named {', '.join(unknown)}")
-    if args.duration is not None and "soak" not in names:
-        parser.error("--duration is the soak's: name soak too")
+    if args.duration is not None and not {"soak", "soak_alg_switch"} & set(names):
+        parser.error("--duration is the soaks': name soak or soak_alg_switch too")
     raise_on_sigterm()
     RESULTS.mkdir(exist_ok=True)
     host = machine()
@@ -105,7 +107,8 @@ def run_benchmarks(
     for name in (n for n in BENCHMARKS if n in names):
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         module = importlib.import_module(f"bench.{name}")
-        options = {"duration": duration} if name == "soak" and duration else {}
+        soaks = ("soak", "soak_alg_switch")
+        options = {"duration": duration} if name in soaks and duration else {}
         try:
             result = module.run(quick, **options)
         except BenchError as exc:
@@ -122,7 +125,7 @@ def run_benchmarks(
         }
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         print(summary(result), file=sys.stderr)
-        if result.get("kind") == "soak" and not result["ok"]:
+        if result.get("kind") in ("soak", "alg_switch") and not result["ok"]:
             failed.append(name)
     return failed
 

@@ -5,7 +5,8 @@ bare Litestar endpoint that reads the form and signs one RS256 JWT with the same
 (an RSA 2048 key, ``cryptography`` directly). Both under uvicorn, same workers, wrk
 with a Lua script for the POST.
 
-Target: requests/s of ours >= 0.8 x the baseline's.
+Target: requests/s of ours >= 0.95 x the baseline's (issue 17), with
+``BENCH_WORKERS`` workers; with 2 workers each in the notes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from bench.oauth_setup import basic_auth, deployment, rs256_baseline
 TITLE = "Token endpoint: client_credentials (HTTP Basic) vs a bare RS256 signing endpoint"
 PATH = "/oauth/token"
 BODY = "grant_type=client_credentials"
-TARGET = 0.8
+TARGET = 0.8  # with an ES256 or EdDSA key (issue 17)
+TARGETS = {"RS256": 0.95}  # RSA signing costs most: the rest must cost little beside it
 
 
 def post(url: str, body: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -74,14 +76,14 @@ def check_same_shape(ours: dict[str, Any], base: dict[str, Any]) -> None:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    return run_with(quick, TITLE)
+    return run_curve(quick, "RS256", TITLE)
 
 
-def run_curve(quick: bool, alg: str) -> dict[str, Any]:
+def run_curve(quick: bool, alg: str, title: str | None = None) -> dict[str, Any]:
     """``alg`` keys on both sides, with ``BENCH_WORKERS`` workers, then with 2 workers
     each (the issue's figures: once signing is cheap, the HTTP path is the cost); the
     second comparison goes into ``two_workers`` and the report's notes."""
-    title = f"Token endpoint: client_credentials with an {alg} key vs a bare {alg} signer"
+    title = title or f"Token endpoint: client_credentials with an {alg} key vs a bare {alg} signer"
     result = run_with(quick, title, alg)
     two = run_with(quick, title, alg, workers=2)
     result["two_workers"] = {k: two[k] for k in ("ours", "baseline", "ratio", "cpu_ratio")}
@@ -127,7 +129,7 @@ def run_with(
         "title": title,
         "ours": best["ours"],
         "baseline": best["baseline"],
-        **verdict(best["ours"], best["baseline"], TARGET),
+        **verdict(best["ours"], best["baseline"], TARGETS.get(alg, TARGET)),
         "setup": {
             "alg": alg,
             "workers": workers,

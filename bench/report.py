@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.harness import NOISY_OTHERS_CPUS, ROOT, verdict
 from bench.plots import plot_concurrency, plot_refresh_scaling, plot_soak, plot_workers
+from bench.report_alg_switch import alg_switch_line, alg_switch_rows, alg_switch_section
 from bench.report_workers import workers_rows, workers_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,6 +76,8 @@ def summary(result: dict[str, Any]) -> str:
             for g in r["goals"]
             if not g.get("skipped")
         )
+    if r.get("kind") == "alg_switch":
+        return alg_switch_line(r)
     if r.get("kind") == "soak":
         mem = r["memory"]
         return (
@@ -142,6 +145,9 @@ def markdown(results: list[dict[str, Any]], images: dict[str, Path], host: dict[
     for r in results:
         if r.get("kind") == "soak":
             lines += soak_section(r)
+        elif r.get("kind") == "alg_switch":
+            how = "the soak's load (`bench/soak.py`), closed loop"
+            lines += alg_switch_section(r, measured(r, how))
         elif r.get("kind") == "concurrency":
             lines += concurrency_section(r)
         elif r.get("kind") == "workers":
@@ -415,6 +421,8 @@ def readme_table(results: list[dict[str, Any]]) -> list[str]:
 def readme_rows(r: dict[str, Any]) -> list[str]:
     if r.get("kind") == "workers":
         return workers_rows(r)
+    if r.get("kind") == "alg_switch":
+        return alg_switch_rows(r)
     if r.get("kind") == "concurrency":
         rows = []
         for series, points in r["series"].items():

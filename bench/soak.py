@@ -87,6 +87,7 @@ class Recorder:
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: {k: Counter() for k in KINDS})
     rejections: list[dict[str, Any]] = field(default_factory=list)
     issued_kids: Counter[str] = field(default_factory=Counter)
+    first_issued: dict[str, float] = field(default_factory=dict)  # kid -> s into the run
     published_kids: dict[str, float] = field(default_factory=dict)
 
     def add(self, kind: str, sent: float, status: int | str) -> None:
@@ -193,7 +194,9 @@ class Load:
 
     async def check(self, token: str) -> None:
         """Verify a fresh token, and one from the archive (its key may be retired)."""
-        self.rec.issued_kids[_kid(token)] += 1
+        kid = _kid(token)
+        self.rec.issued_kids[kid] += 1
+        self.rec.first_issued.setdefault(kid, time.monotonic() - self.rec.start)
         await self.verify("verify", token)
         now = time.monotonic()
         if now - self.archived_at >= ARCHIVE_EVERY:

@@ -135,7 +135,9 @@ def record_client_tokens(conn: Connection, tokens: list[tuple[int, str]], now: f
     for at in range(0, len(tokens), BATCH):
         chunk = tokens[at : at + BATCH]
         rows = [{"idx": idx, "client_id": client_id} for idx, client_id in chunk]
-        conn.execute(_insert(conn, StatusClientToken).values(rows).on_conflict_do_nothing())
+        # executemany of one cached statement: a multi-row VALUES is compiled afresh for
+        # every batch size, which cost more than issuing the tokens (issue 17's profile).
+        conn.execute(_insert(conn, StatusClientToken).on_conflict_do_nothing(), rows)
         active = set(
             conn.execute(
                 select(Client.client_id)

@@ -14,6 +14,7 @@ and the standard library.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -34,6 +35,9 @@ FUTURE_LEEWAY = 30
 MAX_JTI = 256
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Public keys of proofs loaded lately, by algorithm and encoded members: (key, thumbprint).
+MAX_KEYS = 1024
+_KEYS: dict[tuple[str, ...], tuple[Any, str]] = {}
 
 
 class InvalidProof(Exception):
@@ -80,6 +84,7 @@ def access_token_hash(access_token: str) -> str:
     return b64url(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
+@functools.lru_cache(maxsize=256)  # the endpoint's own URL and its clients' few htu
 def normalized_uri(url: str) -> str | None:
     """The URI without query and fragment, scheme and host lowercased, default port
     dropped (RFC 3986 section 6.2.2 and 6.2.3); None when it is not an http(s) URI."""
@@ -106,17 +111,31 @@ def _public_key(algorithm: Algorithm, jwk: object) -> tuple[Any, str]:
         raise InvalidProof("the jwk header holds private key material")
     if not algorithm.matches(jwk) or jwk.get("alg", algorithm.name) != algorithm.name:
         raise InvalidProof(f"the jwk header is not a key of {algorithm.name}")
+    encoded: list[str] = []
+    for name in algorithm.members:
+        value = jwk.get(name)
+        if type(value) is not str or not value:
+            raise InvalidProof("the jwk header is not a usable public key")
+        encoded.append(value)
+    # A client proves with one key for many requests: loading a point (and checking it
+    # is on the curve) cost as much as the rest of the checks but the signature's.
+    cache_key = (algorithm.name, *encoded)
+    known = _KEYS.get(cache_key)
+    if known is not None:
+        return known
     try:
-        members = {}
-        for name in algorithm.members:
-            value = jwk.get(name)
-            if type(value) is not str or not value:
-                raise ValueError(f"{name} is missing")
-            members[name] = b64decode(value.encode("ascii"))
+        members = {
+            name: b64decode(value.encode("ascii"))
+            for name, value in zip(algorithm.members, encoded, strict=True)
+        }
         key = algorithm.load_public(members)
     except (ValueError, InvalidToken, UnicodeEncodeError):
         raise InvalidProof("the jwk header is not a usable public key") from None
-    return key, thumbprint(algorithm, jwk)
+    loaded = key, thumbprint(algorithm, jwk)
+    if len(_KEYS) >= MAX_KEYS:
+        _KEYS.clear()
+    _KEYS[cache_key] = loaded
+    return loaded
 
 
 def check_proof(

@@ -4,12 +4,14 @@ OpenAPI descriptions, and the client's address."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
+from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.response.base import ASGIResponse
 
 from authority.grants.errors import OAuth2Error, SlowDownError, TemporarilyUnavailableError
 
@@ -60,10 +62,90 @@ def json_response(body: Mapping[str, Any] | msgspec.Struct) -> Response[bytes]:
     return Response(_encode(body), media_type="application/json", headers=NO_STORE)
 
 
+_READY_HEADERS = [
+    (b"content-type", b"application/json"),
+    *((name.lower().encode(), value.encode()) for name, value in NO_STORE.items()),
+]
+
+
+class _Ready(ASGIResponse):
+    """A 200 JSON answer whose headers are encoded already (see ``ReadyJson``)."""
+
+    def __init__(self, body: bytes) -> None:
+        # ASGIResponse.__init__ builds and merges a header mapping on every request;
+        # these fields are all that its __call__ reads.
+        self.body = body
+        self.status_code = 200
+        self.is_head_response = False
+        self.background = None
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return [*_READY_HEADERS, (b"content-length", str(len(self.body)).encode())]
+
+
+class ReadyJson(Response[bytes]):
+    """``json_response`` for the token endpoint's success: the same answer (200,
+    ``application/json``, the no-store headers), sent without Litestar's general
+    response path (merging headers and cookies, picking a serializer), which cost more
+    than the rest of the answer. A route that adds headers or cookies of its own gets
+    the general path."""
+
+    def __init__(self, body: Mapping[str, Any] | msgspec.Struct) -> None:
+        # Response.__init__'s fields, set as it would set them for these arguments.
+        self.content = _encode(body)
+        self.background = None
+        self.cookies = []
+        self.encoding = "utf-8"
+        self.headers = dict(NO_STORE)
+        self.media_type = "application/json"
+        self.status_code = None
+        self.response_type_encoders = {}
+
+    def to_asgi_response(
+        self,
+        app: Litestar | None,
+        request: Request[Any, Any, Any],
+        *,
+        headers: dict[str, str] | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        **options: Any,
+    ) -> ASGIResponse:
+        if (
+            headers
+            or cookies
+            or options.get("is_head_response")
+            or self.cookies
+            or self.background
+            or self.headers != NO_STORE
+        ):
+            return super().to_asgi_response(
+                app, request, headers=headers, cookies=cookies, **options
+            )
+        return _Ready(self.content)
+
+
 def client_address(request: Request[Any, Any, Any]) -> str:
     """The peer's address; behind ``TRUSTED_PROXIES``, the one their X-Forwarded-For
     names (``authority serve`` has uvicorn read it from those proxies only)."""
-    return request.client.host if request.client else "unknown"
+    client = request.scope.get("client")  # not ``request.client``: no Address object
+    return str(client[0]) if client else "unknown"
+
+
+def header_values(request: Request[Any, Any, Any], name: bytes) -> list[str]:
+    """Every value of the header ``name`` (lowercase), read from the ASGI scope as they
+    came: the token endpoint reads three headers, and Litestar's ``Headers`` mapping
+    costs more to build than that."""
+    return [
+        value.decode("latin-1") for key, value in request.scope["headers"] if key.lower() == name
+    ]
+
+
+def header_value(request: Request[Any, Any, Any], name: bytes) -> str | None:
+    """The first value of the header ``name`` (lowercase), as ``Headers.get`` gives it."""
+    for key, value in request.scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str | None:

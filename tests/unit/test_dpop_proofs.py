@@ -182,3 +182,13 @@ async def test_averify_checks_the_binding_too(verifier: Verifier) -> None:
     assert refused.value.reason == "dpop_required"
     proof = get_proof(token)
     assert (await verifier.averify(token, dpop=proof, method="GET", url=URL))["cnf"]
+
+
+def test_a_cached_proof_key_still_needs_its_own_signature_and_keeps_its_thumbprint() -> None:
+    # The attacker's key is loaded (and kept) by its own good proof first.
+    es256 = {"alg": "ES256"}
+    attacker = check(make_proof(ec_key(ATTACKER), header=es256, jti="attacker-1"))
+    again = check(make_proof(ec_key(ATTACKER), header=es256, jti="attacker-2"))
+    assert again.jkt == attacker.jkt != JKT
+    with pytest.raises(InvalidProof):  # the holder's signature under the attacker's jwk
+        check(make_proof(header={"jwk": proof_jwk(ec_key(ATTACKER))}, jti="holder-1"))
