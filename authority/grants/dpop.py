@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,6 +135,18 @@ class ProofLedger:
             for (*_, future), first in zip(batch, firsts, strict=True):
                 if not future.done():  # its request may have been cancelled meanwhile
                     future.set_result(first)
+
+
+_LEDGERS: weakref.WeakKeyDictionary[Database, ProofLedger] = weakref.WeakKeyDictionary()
+
+
+def ledger_of(db: Database) -> ProofLedger:
+    """The one ledger of a database in this process, shared by ``/oauth/token`` and
+    ``/auth`` so that their proofs go in the same batches."""
+    ledger = _LEDGERS.get(db)
+    if ledger is None:
+        ledger = _LEDGERS[db] = ProofLedger(db)
+    return ledger
 
 
 async def key_of_proof(

@@ -25,6 +25,7 @@ from authority.grants.dpop import (
     UseDpopNonceError,
     check_refresh_binding,
     key_of_proof,
+    ledger_of,
 )
 from authority.sessions.service import Authority
 from authority.verifier.algorithms import ALGORITHMS
@@ -103,7 +104,7 @@ async def proof_key(
     ``use_dpop_nonce`` (with ``DPoP-Nonce``) otherwise."""
     try:
         jkt = await key_of_proof(
-            auth.db,
+            ledger_of(auth.db),
             request.headers.getall("dpop", []),
             method=request.method,
             url=_url(auth, request),
@@ -146,7 +147,7 @@ async def check_token_proof(
         raise refused("invalid_token", "the token is not bound to a DPoP key: send it as Bearer")
     try:
         proved = await key_of_proof(
-            auth.db,
+            ledger_of(auth.db),
             request.headers.getall("dpop", []),
             method=request.method,
             url=_url(auth, request),

@@ -31,6 +31,7 @@ from authority.grants.dpop import (
     bind_refresh_token,
     check_refresh_binding,
     key_of_proof,
+    ledger_of,
 )
 from authority.grants.errors import (
     InvalidRequestError,
@@ -260,7 +261,7 @@ _TOKEN_FORM = {"token": TEXT, "token_type_hint": TEXT}
 
 def oauth_handlers(auth: Authority, keys: KeyManager) -> list[HTTPRouteHandler]:
     token_seconds: dict[int, Histogram] = {}  # the histogram's child of each status
-    token_work = functools.partial(_token, ledger=ProofLedger(auth.db))
+    token_work = functools.partial(_token, ledger=ledger_of(auth.db))
 
     @post(
         "/oauth/token",
