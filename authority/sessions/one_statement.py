@@ -12,7 +12,9 @@ no row and changes nothing, and the caller runs ``rotate_token`` in a transactio
 which decides and answers exactly as before (reuse revokes the family, grace gives a
 sibling).
 
-One statement sees the database as it was when it started, also after it waited for
+The family's conditions are checked on its row found by primary key (``locked``), and
+its client through the token's row: a plan that used the client's index would read
+every family of the client. One statement sees the database as it was when it started, also after it waited for
 the family's lock: a grace sibling inserted meanwhile would not be consumed with its
 group. So the statement steps aside when the family's row or the token's row changed
 since it started (their ``xmin``, the transaction that wrote the row version it
@@ -39,19 +41,18 @@ WITH presented AS (
     WHERE t.token_hash = CAST(:presented AS bytea)
       AND t.consumed_at IS NULL
       AND t.expires_at > CAST(:now AS double precision)
-      AND f.client_id = CAST(:client_id AS text)
-      AND f.revoked_at IS NULL
-      AND f.expires_at > CAST(:now AS double precision)
       AND u.is_active
-      AND (CAST(:scope AS text[]) IS NULL
-           OR string_to_array(f.scope, ' ') @> CAST(:scope AS text[]))
-      AND (CAST(:audience AS text) IS NULL OR f.audience = CAST(:audience AS text))
 ),
 locked AS (
     SELECT f.id FROM refresh_families f
     WHERE f.id = (SELECT family_id FROM presented)
       AND f.xmin = (SELECT family_version FROM presented)
+      AND (SELECT client_id FROM presented) = CAST(:client_id AS text)
       AND f.revoked_at IS NULL
+      AND f.expires_at > CAST(:now AS double precision)
+      AND (CAST(:scope AS text[]) IS NULL
+           OR string_to_array(f.scope, ' ') @> CAST(:scope AS text[]))
+      AND (CAST(:audience AS text) IS NULL OR f.audience = CAST(:audience AS text))
     FOR UPDATE
 ),
 won AS (

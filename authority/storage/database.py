@@ -93,9 +93,9 @@ def create_engine(url: str, *, full_sync: bool = False, **kwargs: Any) -> AsyncE
         )
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, full_sync))
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_timeout", 5)
+    # No overflow: a connection opened for a burst and closed after it costs a server
+    for name, value in (("pool_size", 10), ("max_overflow", 0), ("pool_timeout", 5)):
+        kwargs.setdefault(name, value)  # process and set-up queries: far more than a wait
     kwargs.setdefault("connect_args", {"timeout": 5, "command_timeout": 10})
     return create_async_engine(url, **kwargs)
 
@@ -140,7 +140,7 @@ def describe_db_error(exc: BaseException) -> str:
 
 
 class Database:
-    """One transaction per call: ``await db.write(fn, *args)`` runs ``fn(conn, *args)``."""
+    """One transaction (or statement) per call: ``await db.write(fn, *args)``."""
 
     def __init__(self, url: str, *, full_sync: bool = False):
         self.url = url
