@@ -14,7 +14,9 @@ sibling).
 
 The family's conditions are checked on its row found by primary key (``locked``), and
 its client through the token's row: a plan that used the client's index would read
-every family of the client. One statement sees the database as it was when it started, also after it waited for
+every family of the client.
+
+One statement sees the database as it was when it started, also after it waited for
 the family's lock: a grace sibling inserted meanwhile would not be consumed with its
 group. So the statement steps aside when the family's row or the token's row changed
 since it started (their ``xmin``, the transaction that wrote the row version it
