@@ -13,8 +13,9 @@ A family never forks (README, "Tokens"): siblings of a grace group are children 
 same parent, and the compare-and-set consumes the presented token *with all its
 siblings*, so once one branch is used the others are consumed, and presenting one of
 them is reuse. On PostgreSQL the lookup locks the family row (``FOR UPDATE``), so a
-grace sibling cannot be inserted while its group is being consumed; SQLite's writes
-are serial already. Every function here runs inside one ``Database.write`` transaction.
+grace sibling cannot be inserted while its group is being consumed (SQLite's writes
+are serial); each function runs in one ``Database.write`` transaction. PostgreSQL's
+common case takes one statement instead: ``one_statement``.
 """
 
 from __future__ import annotations
@@ -245,8 +246,15 @@ def rotate_token(
     refused = _beyond_family(family, scope, audience)
     if refused is not None:
         return refused
+    touch_family(conn, family.id)
     expires_at = _child(conn, family, row.id, replacement, now, refresh_ttl, status_idx)
     return Rotation("grace", family, expires_at)
+
+
+def touch_family(conn: Connection, family_id: str) -> None:
+    """A new version of the family's row, unchanged (a grace sibling joins it): a rotation
+    in ``one_statement`` that read the family before sees it change and steps aside."""
+    conn.execute(update(_FAMILIES).where(_F.id == family_id).values(expires_at=_F.expires_at))
 
 
 def _beyond_family(
@@ -262,15 +270,8 @@ def _beyond_family(
 
 def _family_of(row: Any) -> Family:
     """The family columns of a ``_LOOKUP`` row."""
-    return Family(
-        row.family_id,
-        row.user_id,
-        row.username,
-        row.client_id,
-        row.scope,
-        row.audience,
-        row.family_expires_at,
-    )
+    columns = (row.family_id, row.user_id, row.username, row.client_id, row.scope)
+    return Family(*columns, row.audience, row.family_expires_at)
 
 
 def _child(

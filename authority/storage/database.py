@@ -1,8 +1,8 @@
 """Database access: SQLite (WAL, busy timeout) embedded, PostgreSQL for replicas.
 
 Repository code is plain synchronous functions ``fn(conn, ...)`` over SQLAlchemy Core,
-run as one transaction by ``Database.read`` or ``Database.write``. On PostgreSQL the
-function runs on the event loop through asyncpg (``AsyncConnection.run_sync``); on
+run by ``Database.read``, ``Database.write`` (one transaction) or ``Database.single``.
+On PostgreSQL the function runs on the event loop through asyncpg (``run_sync``); on
 SQLite reads run in one hop to a reader thread, writes on the ``Writer`` thread (group
 commit, ``BEGIN IMMEDIATE``, a ``flock`` queueing the writers of every process: README,
 "Durability and workers"). ``AUTHORITY_SQLITE_FULL_SYNC`` picks synchronous=FULL.
@@ -93,19 +93,18 @@ def create_engine(url: str, *, full_sync: bool = False, **kwargs: Any) -> AsyncE
         )
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, full_sync))
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_timeout", 5)
+    # No overflow: a connection opened for a burst and closed after it costs a server
+    for name, value in (("pool_size", 10), ("max_overflow", 0), ("pool_timeout", 5)):
+        kwargs.setdefault(name, value)  # process and set-up queries: far more than a wait
     kwargs.setdefault("connect_args", {"timeout": 5, "command_timeout": 10})
     return create_async_engine(url, **kwargs)
 
 
 def _make_parent(url: str) -> None:
-    """The SQLite file holds password, token and client-secret hashes (and with
-    ``KEYSTORE=database`` the private keys): README, "File permissions". Its directory
-    is made 0700 when the authority creates it, and the file is created 0600 before
-    SQLite opens it, since SQLite gives its ``-wal`` and ``-shm`` files the database
-    file's mode. A file left readable by others by an older version is tightened."""
+    """The SQLite file holds secrets' hashes (and with ``KEYSTORE=database`` the private
+    keys): README, "File permissions". Its directory is made 0700, and the file 0600
+    before SQLite opens it (its ``-wal`` and ``-shm`` files get its mode); a file left
+    readable by others by an older version is tightened."""
     path = sqlite_path(url)
     if path is None:
         return
@@ -141,7 +140,7 @@ def describe_db_error(exc: BaseException) -> str:
 
 
 class Database:
-    """One transaction per call: ``await db.write(fn, *args)`` runs ``fn(conn, *args)``."""
+    """One transaction (or statement) per call: ``await db.write(fn, *args)``."""
 
     def __init__(self, url: str, *, full_sync: bool = False):
         self.url = url
@@ -153,11 +152,10 @@ class Database:
             raise DatabaseUnavailable(
                 f"no database at {path} (run `authority db upgrade`, or `authority setup`)"
             )
-        # The async engine serves the key store and one-off checks on both backends,
-        # and everything on PostgreSQL.
+        # The key store and one-off checks on both backends; everything on PostgreSQL.
         self.engine = create_engine(url, full_sync=full_sync)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sync: Engine | None = None
-        self._write_lock: int | None = None
         if self.sqlite:
             _make_parent(url)
             sync_url = make_url(url).set(drivername="sqlite")
@@ -181,12 +179,17 @@ class Database:
     async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(True, lambda conn: fn(conn, *args, **kwargs))
 
-    async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
+    async def single(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(conn, ...)`` for work that is one statement: on PostgreSQL outside an
+        explicit transaction (it commits by itself: no BEGIN and COMMIT round trips)."""
+        return await self._run(None, lambda conn: fn(conn, *args, **kwargs))
+
+    async def _run(self, write: bool | None, work: Callable[[Connection], T]) -> T:
         try:
             if self._sync is not None:
                 # The request's context goes along, for the audit trail's request id.
                 context = contextvars.copy_context()
-                if write:
+                if write is not False:  # a write or ``single``
                     return await self._writer.run(context, work)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
@@ -195,8 +198,11 @@ class Database:
             pending: list[Callable[[], None]] = []
             token = _after_commit.set(pending)
             try:
-                async with self.engine.begin() as conn:
+                # Reads too: under READ COMMITTED each statement sees the latest commits.
+                async with (self.engine if write else self._autocommit).connect() as conn:
                     result = await conn.run_sync(work)
+                    if write:
+                        await conn.commit()
             finally:
                 _after_commit.reset(token)
             _run_after_commit(pending)  # only reached once the transaction has committed
@@ -390,9 +396,5 @@ def _with_pending(pending: list[Callable[[], None]], work: Work[[], T], conn: Co
 
 
 def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
-    if future.done():  # the caller was cancelled: nobody waits for the answer
-        return
-    if failed:
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+    if not future.done():  # else the caller was cancelled: nobody waits for the answer
+        (future.set_exception if failed else future.set_result)(result)

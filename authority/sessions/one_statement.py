@@ -1,0 +1,118 @@
+"""A refresh rotation in one PostgreSQL statement (README, "Durability and workers").
+
+``families.rotate_token`` takes five round trips on PostgreSQL (BEGIN, the lookup that
+locks the family, the compare-and-set, the new token's INSERT, COMMIT), and the round
+trips, not the database's work, bound how many refreshes a second a small server
+gives. The common case, a live token presented once, is here one statement that runs
+outside an explicit transaction (so it commits by itself): it finds the token, locks
+its family, consumes the token and then its grace siblings with compare-and-set, and
+inserts the replacement, or does nothing at all. Anything else (unknown, consumed,
+expired, revoked, foreign, a scope or audience beyond the family's, a race) returns
+no row and changes nothing, and the caller runs ``rotate_token`` in a transaction,
+which decides and answers exactly as before (reuse revokes the family, grace gives a
+sibling).
+
+The family's conditions are checked on its row found by primary key (``locked``), and
+its client through the token's row: a plan that used the client's index would read
+every family of the client.
+
+One statement sees the database as it was when it started, also after it waited for
+the family's lock: a grace sibling inserted meanwhile would not be consumed with its
+group. So the statement steps aside when the family's row or the token's row changed
+since it started (their ``xmin``, the transaction that wrote the row version it
+reads, differs under the lock); ``families.touch_family`` gives the family a new row
+version whenever a grace sibling joins it. Locks are taken in the order every other
+writer takes them: the family first, then its tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+_ROTATE = text(
+    """
+WITH presented AS (
+    SELECT t.id, t.parent_id, t.xmin AS token_version, f.xmin AS family_version,
+           f.id AS family_id, f.user_id, u.username, f.client_id, f.scope, f.audience,
+           f.expires_at AS family_expires_at
+    FROM refresh_tokens t
+    JOIN refresh_families f ON f.id = t.family_id
+    JOIN users u ON u.id = f.user_id
+    WHERE t.token_hash = CAST(:presented AS bytea)
+      AND t.consumed_at IS NULL
+      AND t.expires_at > CAST(:now AS double precision)
+      AND u.is_active
+),
+locked AS (
+    SELECT f.id FROM refresh_families f
+    WHERE f.id = (SELECT family_id FROM presented)
+      AND f.xmin = (SELECT family_version FROM presented)
+      AND (SELECT client_id FROM presented) = CAST(:client_id AS text)
+      AND f.revoked_at IS NULL
+      AND f.expires_at > CAST(:now AS double precision)
+      AND (CAST(:scope AS text[]) IS NULL
+           OR string_to_array(f.scope, ' ') @> CAST(:scope AS text[]))
+      AND (CAST(:audience AS text) IS NULL OR f.audience = CAST(:audience AS text))
+    FOR UPDATE
+),
+won AS (
+    UPDATE refresh_tokens t SET consumed_at = CAST(:now AS double precision)
+    FROM presented p
+    WHERE t.id = p.id AND t.xmin = p.token_version AND t.consumed_at IS NULL
+      AND EXISTS (SELECT 1 FROM locked)
+    RETURNING t.id
+),
+siblings AS (
+    UPDATE refresh_tokens t SET consumed_at = CAST(:now AS double precision)
+    FROM presented p
+    WHERE t.parent_id = p.parent_id AND t.id <> p.id AND t.consumed_at IS NULL
+      AND EXISTS (SELECT 1 FROM won)
+),
+child AS (
+    INSERT INTO refresh_tokens
+        (token_hash, family_id, parent_id, created_at, expires_at, status_idx)
+    SELECT CAST(:replacement AS bytea), p.family_id, p.id, CAST(:now AS double precision),
+           LEAST(CAST(:now AS double precision) + CAST(:refresh_ttl AS double precision),
+                 p.family_expires_at),
+           CAST(:status_idx AS integer)
+    FROM presented p
+    WHERE EXISTS (SELECT 1 FROM won)
+    RETURNING expires_at
+)
+SELECT p.family_id, p.user_id, p.username, p.client_id, p.scope, p.audience,
+       p.family_expires_at, c.expires_at
+FROM presented p, child c
+"""
+)
+
+
+def rotate_live_token(
+    conn: Connection,
+    *,
+    presented: bytes,
+    replacement: bytes,
+    client_id: str,
+    now: float,
+    refresh_ttl: int,
+    scope: list[str] | None = None,
+    audience: str | None = None,
+    status_idx: int | None = None,
+) -> Any:
+    """Rotate a live token in one statement (PostgreSQL, outside a transaction): the
+    family's columns (``families.Family``) and the new token's expiry, or None when
+    nothing changed and ``families.rotate_token`` must decide."""
+    return conn.execute(
+        _ROTATE,
+        {
+            "presented": presented,
+            "replacement": replacement,
+            "client_id": client_id,
+            "now": now,
+            "refresh_ttl": refresh_ttl,
+            "scope": scope,
+            "audience": audience,
+            "status_idx": status_idx,
+        },
+    ).first()

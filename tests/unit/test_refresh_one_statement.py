@@ -1,0 +1,236 @@
+"""A refresh rotation in one PostgreSQL statement (``authority.sessions.one_statement``):
+it rotates a live token exactly as ``rotate_token`` would, changes nothing in every other
+case (the transaction that follows decides), and steps aside when a grace sibling joined
+the family while it waited for the family's lock, so the family never forks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select, text, update
+
+from authority.accounts.clients import create_client
+from authority.accounts.users import create_user, set_active
+from authority.sessions.families import Rotation, revoke_family, rotate_token, start_family
+from authority.sessions.one_statement import rotate_live_token
+from authority.sessions.refresh_tokens import new_refresh_token
+from authority.sessions.service import rotate
+from authority.storage.database import Database
+from authority.storage.migrate import upgrade
+from authority.storage.tables import RefreshFamily, RefreshToken
+
+TTL, FAMILY_TTL, GRACE = 600, 3600, 10
+NOW = 1_900_000_000.0
+
+
+@pytest.fixture
+def postgres_url(fresh_postgres_url: str) -> str:
+    upgrade(fresh_postgres_url)
+    return fresh_postgres_url
+
+
+@pytest.fixture
+async def db(postgres_url: str) -> AsyncIterator[Database]:
+    database = Database(postgres_url)
+    yield database
+    await database.dispose()
+
+
+async def login(db: Database, now: float = NOW, scope: str = "read write") -> tuple[str, bytes]:
+    """A client and the first refresh token (its hash) of a new family."""
+    user = await db.write(
+        create_user,
+        username=f"u{time.monotonic_ns()}",
+        email=f"{time.monotonic_ns()}@example.org",
+        password_hash="x",
+        now=now,
+    )
+    client = await db.write(
+        create_client,
+        name=f"c{time.monotonic_ns()}",
+        secret_hash=None,
+        grant_types=["refresh_token"],
+        scopes=["read", "write", "admin"],
+        audiences=[],
+        now=now,
+    )
+    _, token_hash = new_refresh_token()
+    await db.write(
+        start_family,
+        user_id=user.id,
+        username=user.username,
+        client_id=client.client_id,
+        scope=scope,
+        audience="default",
+        token_hash=token_hash,
+        now=now,
+        refresh_ttl=TTL,
+        family_ttl=FAMILY_TTL,
+    )
+    return client.client_id, token_hash
+
+
+def params(client_id: str, presented: bytes, now: float = NOW, **extra: Any) -> dict[str, Any]:
+    _, replacement = new_refresh_token()
+    return {
+        "presented": presented,
+        "replacement": replacement,
+        "client_id": client_id,
+        "now": now,
+        "refresh_ttl": TTL,
+        "status_idx": 77,
+        **extra,
+    }
+
+
+def tokens(conn: Connection) -> list[tuple[Any, ...]]:
+    """Every refresh token row, in order: what a statement that changes nothing keeps."""
+    columns = (RefreshToken.id, RefreshToken.parent_id, RefreshToken.consumed_at)
+    return [tuple(row) for row in conn.execute(select(*columns).order_by(RefreshToken.id))]
+
+
+async def test_a_live_token_is_rotated_in_one_statement_as_the_transaction_would(
+    db: Database,
+) -> None:
+    client_id, r1 = await login(db)
+    asked = params(client_id, r1, NOW + 5, scope=["read"], audience="default")
+    row = await db.single(rotate_live_token, **asked)
+    assert row is not None
+    family_id, _, _, client, scope, audience, family_expires_at, expires_at = row
+    assert (client, scope, audience) == (client_id, "read write", "default")
+    assert family_expires_at == NOW + FAMILY_TTL
+    assert expires_at == NOW + 5 + TTL
+    stored = await db.read(
+        lambda conn: conn.execute(
+            select(RefreshToken.family_id, RefreshToken.status_idx, RefreshToken.parent_id).where(
+                RefreshToken.token_hash == asked["replacement"]
+            )
+        ).one()
+    )
+    assert (stored.family_id, stored.status_idx) == (family_id, 77)
+    # the presented token is consumed: presenting it again (past the grace) is reuse
+    again = await rotate(db, grace=0, **params(client_id, r1, NOW + 6))
+    assert again.outcome == "reuse"
+
+
+async def test_the_new_token_never_outlives_its_family(db: Database) -> None:
+    client_id, r1 = await login(db)
+    await db.write(lambda conn: conn.execute(update(RefreshFamily).values(expires_at=NOW + 100)))
+    row = await db.single(rotate_live_token, **params(client_id, r1, NOW + 50))
+    assert row is not None
+    assert row[7] == NOW + 100
+
+
+async def test_with_a_sibling_presented_both_siblings_are_consumed(db: Database) -> None:
+    client_id, r1 = await login(db)
+    first = params(client_id, r1, NOW + 1)
+    assert (await rotate(db, grace=GRACE, **first)).outcome == "rotated"
+    second = params(client_id, r1, NOW + 2)
+    assert (await rotate(db, grace=GRACE, **second)).outcome == "grace"
+    assert (
+        await db.single(rotate_live_token, **params(client_id, second["replacement"])) is not None
+    )
+    # its sibling went with it: using it now is reuse
+    late = await rotate(db, grace=GRACE, **params(client_id, first["replacement"], NOW + 60))
+    assert late.outcome == "reuse"
+
+
+async def refuse(db: Database, client_id: str, presented: bytes, **extra: Any) -> None:
+    """The statement does nothing for this request."""
+    before = await db.read(tokens)
+    assert await db.single(rotate_live_token, **params(client_id, presented, **extra)) is None
+    assert await db.read(tokens) == before
+
+
+async def test_every_request_but_a_live_token_presented_once_changes_nothing(
+    db: Database,
+) -> None:
+    client_id, r1 = await login(db)
+    await refuse(db, client_id, new_refresh_token()[1])  # unknown
+    await refuse(db, "another-client", r1)
+    await refuse(db, client_id, r1, scope=["read", "admin"])
+    await refuse(db, client_id, r1, audience="elsewhere")
+    await refuse(db, client_id, r1, now=NOW + TTL)  # the token expired
+    consumed = params(client_id, r1)
+    assert await db.single(rotate_live_token, **consumed) is not None
+    await refuse(db, client_id, r1, now=NOW + 1)  # consumed: reuse or grace, not here
+    live = consumed["replacement"]
+    await db.write(lambda conn: conn.execute(update(RefreshFamily).values(expires_at=NOW + 10)))
+    await refuse(db, client_id, live, now=NOW + 10)  # the family's lifetime is over
+    await db.write(lambda conn: conn.execute(update(RefreshFamily).values(expires_at=NOW + 99)))
+    user_id = await db.read(lambda conn: conn.execute(select(RefreshFamily.user_id)).scalar_one())
+    await db.write(set_active, user_id, False)
+    await refuse(db, client_id, live)
+    await db.write(set_active, user_id, True)
+    family_id = await db.read(lambda conn: conn.execute(select(RefreshFamily.id)).scalar_one())
+    await db.write(revoke_family, family_id, "logout", NOW)
+    await refuse(db, client_id, live)
+
+
+async def test_a_refused_request_gets_the_transactions_answer(db: Database) -> None:
+    client_id, r1 = await login(db)
+    asked = await rotate(db, grace=GRACE, **params(client_id, r1, scope=["admin"]))
+    assert asked.outcome == "scope"
+    assert (await rotate(db, grace=GRACE, **params(client_id, r1))).outcome == "rotated"
+    assert (await rotate(db, grace=GRACE, **params(client_id, r1, NOW + 1))).outcome == "grace"
+    late = await rotate(db, grace=GRACE, **params(client_id, r1, NOW + GRACE + 1))
+    assert late.outcome == "reuse"
+
+
+async def test_twenty_simultaneous_refreshes_without_grace_have_exactly_one_winner(
+    db: Database,
+) -> None:
+    client_id, r1 = await login(db)
+    results: list[Rotation] = await asyncio.gather(
+        *(rotate(db, grace=0, **params(client_id, r1)) for _ in range(20))
+    )
+    outcomes = [result.outcome for result in results]
+    assert outcomes.count("rotated") == 1, outcomes
+    assert set(outcomes) - {"rotated"} <= {"reuse", "revoked"}, outcomes
+
+
+async def waiting_for_a_lock(db: Database) -> bool:
+    for _ in range(200):
+        waiting = await db.read(
+            lambda conn: conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            ).scalar_one()
+        )
+        if waiting:
+            return True
+        await asyncio.sleep(0.025)
+    return False
+
+
+async def test_a_grace_sibling_added_while_the_statement_waits_makes_it_step_aside(
+    db: Database,
+) -> None:
+    """R1 was rotated to R2. A replay of R1 within the grace holds the family's lock
+    while it adds the sibling S; a refresh with R2 starts meanwhile and waits for that
+    lock. Had it consumed R2 alone, S would stay live beside R2's child: a fork."""
+    client_id, r1 = await login(db)
+    first = params(client_id, r1)
+    assert (await rotate(db, grace=GRACE, **first)).outcome == "rotated"
+    r2 = first["replacement"]
+    replay = params(client_id, r1, NOW + 1)
+    async with db.engine.connect() as holder:  # a transaction left open
+        graced = await holder.run_sync(lambda conn: rotate_token(conn, grace=GRACE, **replay))
+        assert graced.outcome == "grace"
+        waiter = asyncio.create_task(db.single(rotate_live_token, **params(client_id, r2)))
+        assert await waiting_for_a_lock(db)
+        await holder.commit()
+    assert await waiter is None  # it stepped aside, and changed nothing
+    assert await db.read(unconsumed) == {r2, replay["replacement"]}
+    # the transaction that follows consumes R2 with its new sibling S
+    assert (await rotate(db, grace=GRACE, **params(client_id, r2, NOW + 2))).outcome == "rotated"
+    late = await rotate(db, grace=GRACE, **params(client_id, replay["replacement"], NOW + 60))
+    assert late.outcome == "reuse"
+
+
+def unconsumed(conn: Connection) -> set[bytes]:
+    hashes = select(RefreshToken.token_hash).where(RefreshToken.consumed_at.is_(None))
+    return set(conn.execute(hashes).scalars())
