@@ -52,7 +52,7 @@ def statements() -> Iterator[list[str]]:
 
 
 def proof(world: World) -> dict[str, str]:
-    claims = {
+    claims: dict[str, Any] = {
         "htu": f"{world.settings.issuer}/oauth/token",
         "iat": int(time.time()),
         "jti": secrets.token_urlsafe(16),
