@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from authority.sessions.binding import REFUSAL, refuses
 from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.storage.audit import record
 from authority.storage.database import Database
@@ -200,15 +201,13 @@ def _bind_family(conn: Connection, token_hash: bytes, jkt: str) -> None:
 
 
 async def check_refresh_binding(db: Database, refresh_token: str | None, jkt: str | None) -> None:
-    """A refresh token bound to a key refreshes only with a proof by that key."""
+    """A refresh token bound to a key ends its session (``/auth/logout``) only with a
+    proof by that key; a refresh checks it in its rotation (``sessions.binding``)."""
     token_hash = parse_refresh_token(refresh_token or "")
     if token_hash is None:
         return
-    bound = await db.read(_family_key, token_hash)
-    if bound is not None and bound != jkt:
-        raise InvalidDpopProofError(
-            description="the refresh token is bound to a DPoP key: send a proof by that key"
-        )
+    if refuses(await db.read(_family_key, token_hash), jkt):
+        raise InvalidDpopProofError(description=REFUSAL)
 
 
 async def bind_refresh_token(db: Database, refresh_token: str | None, jkt: str | None) -> None:

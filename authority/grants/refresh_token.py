@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from authority.accounts.clients import ClientRecord
 from authority.grants.common import Params, TokenResponse, bearer, named_audience, parse_scope
+from authority.grants.dpop import InvalidDpopProofError
 from authority.grants.errors import (
     InvalidGrantError,
     InvalidRequestError,
@@ -15,11 +16,13 @@ from authority.grants.errors import (
 from authority.sessions.service import (
     AudienceRefused,
     Authority,
+    KeyRefused,
     RefreshRefused,
     ScopeRefused,
     issue_access_token,
     refresh_session,
 )
+from authority.signing.signer import DPOP_KEY
 
 GRANT_TYPE = "refresh_token"
 PARAMETERS = ("refresh_token", "scope", "audience", "resource")
@@ -32,8 +35,14 @@ async def handle(
     if raw is None:
         raise InvalidRequestError(description="refresh_token is required")
     scope, audience = parse_scope(params), named_audience(params)
+    # RFC 9449 section 5: a public client's refresh tokens are bound to its proof's key.
+    jkt = DPOP_KEY.get()
     try:
-        session = await refresh_session(auth, client.client_id, raw, scope, audience)
+        session = await refresh_session(
+            auth, client.client_id, raw, scope, audience, jkt=jkt, bind_key=client.is_public
+        )
+    except KeyRefused as exc:
+        raise InvalidDpopProofError(description=str(exc)) from None
     except ScopeRefused as exc:
         raise InvalidScopeError(description=str(exc)) from None
     except AudienceRefused as exc:

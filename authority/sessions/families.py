@@ -14,8 +14,8 @@ same parent, and the compare-and-set consumes the presented token *with all its
 siblings*, so once one branch is used the others are consumed, and presenting one of
 them is reuse. On PostgreSQL the lookup locks the family row (``FOR UPDATE``), so a
 grace sibling cannot be inserted while its group is being consumed (SQLite's writes
-are serial); each function runs in one ``Database.write`` transaction. PostgreSQL's
-common case takes one statement instead: ``one_statement``.
+are serial); each function runs in one ``Database.write`` transaction (PostgreSQL's
+common case in one statement: ``one_statement``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import ColumnElement
 
+from authority.sessions.binding import bind, refuses
 from authority.sessions.hot import Hot
 from authority.settings import STATUS_BLOCK_SIZE
 from authority.storage.tables import (
@@ -62,6 +63,7 @@ Outcome = Literal[
     "disabled",
     "scope",
     "target",
+    "dpop",
 ]
 
 
@@ -152,6 +154,7 @@ _LOOKUP = (
         _F.audience,
         _F.expires_at.label("family_expires_at"),
         _F.revoked_at,
+        _F.dpop_jkt,
         _U.username,
         _U.is_active,
     )
@@ -188,6 +191,7 @@ class _Row(NamedTuple):
     audience: str
     family_expires_at: float
     revoked_at: float | None
+    dpop_jkt: str | None
     username: str
     is_active: bool
 
@@ -204,13 +208,18 @@ def rotate_token(
     scope: list[str] | None = None,
     audience: str | None = None,
     status_idx: int | None = None,
+    jkt: str | None = None,
+    bind_key: bool = False,
 ) -> Rotation:
     """Consume ``presented`` and store ``replacement`` in its family, or say why not.
-    A consumed token is reuse unless within grace; a request for more ``scope`` or
-    another ``audience`` than the family holds is refused before anything changes."""
+    A consumed token is reuse unless within grace; a family bound to another DPoP key
+    than ``jkt`` (``binding``), more ``scope`` or another ``audience`` than the family
+    holds are refused before anything changes; ``bind_key`` binds an unbound family."""
     row = _lookup(conn, presented)
     if row is None:
         return Rotation("unknown")
+    if refuses(row.dpop_jkt, jkt):  # before reuse: a thief without the key changes nothing
+        return Rotation("dpop")
     if row.client_id != client_id:
         return Rotation("foreign")  # another client's token: refuse, touch nothing
     if row.revoked_at is not None:
@@ -226,15 +235,12 @@ def rotate_token(
         if row.expires_at <= now or family.expires_at <= now:
             return Rotation("expired")
         if _consume(conn, row, now):
+            bind(conn, family.id, row.dpop_jkt, jkt, bind_key)
             expires_at = _child(conn, family, row.id, replacement, now, refresh_ttl, status_idx)
             return Rotation("rotated", family, expires_at)
         # Lost the race: the winner's consumed_at is committed and now visible.
-        consumed_at = (
-            conn.execute(
-                select(RefreshToken.consumed_at).where(RefreshToken.id == row.id)
-            ).scalar_one()
-            or now
-        )
+        winner = select(RefreshToken.consumed_at).where(RefreshToken.id == row.id)
+        consumed_at = conn.execute(winner).scalar_one() or now
     if not (
         grace > 0
         and now - consumed_at <= grace
@@ -247,6 +253,7 @@ def rotate_token(
     if refused is not None:
         return refused
     touch_family(conn, family.id)
+    bind(conn, family.id, row.dpop_jkt, jkt, bind_key)
     expires_at = _child(conn, family, row.id, replacement, now, refresh_ttl, status_idx)
     return Rotation("grace", family, expires_at)
 
@@ -320,9 +327,7 @@ def _newest_parent(conn: Connection, family_id: str) -> int | None:
 def find_family(conn: Connection, token_hash: bytes) -> Family | None:
     """The family of a refresh token, revoked or not (for revocation and introspection)."""
     row = conn.execute(_LOOKUP.where(RefreshToken.token_hash == token_hash)).first()
-    if row is None:
-        return None
-    return _family_of(row)
+    return _family_of(row) if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,13 +367,8 @@ def _revoke(conn: Connection, which: ColumnElement[bool], reason: str, now: floa
     """Revoke the matching families not yet revoked (and their access tokens' status
     bits); the first reason is kept."""
     set_status_bits(conn, and_(which, RefreshFamily.revoked_at.is_(None)), now)
-    return int(
-        conn.execute(
-            update(RefreshFamily)
-            .where(which, RefreshFamily.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason=reason)
-        ).rowcount
-    )
+    revoked = update(RefreshFamily).where(which, RefreshFamily.revoked_at.is_(None))
+    return int(conn.execute(revoked.values(revoked_at=now, revoke_reason=reason)).rowcount)
 
 
 def session_active(conn: Connection, family_id: str) -> bool:

@@ -6,11 +6,12 @@ trips, not the database's work, bound how many refreshes a second a small server
 gives. The common case, a live token presented once, is here one statement that runs
 outside an explicit transaction (so it commits by itself): it finds the token, locks
 its family, consumes the token and then its grace siblings with compare-and-set, and
-inserts the replacement, or does nothing at all. Anything else (unknown, consumed,
-expired, revoked, foreign, a scope or audience beyond the family's, a race) returns
-no row and changes nothing, and the caller runs ``rotate_token`` in a transaction,
-which decides and answers exactly as before (reuse revokes the family, grace gives a
-sibling).
+inserts the replacement (binding an unbound family to the proof's key when asked,
+``binding``), or does nothing at all. Anything else (unknown, consumed, expired,
+revoked, foreign, a scope or audience beyond the family's, a family bound to another
+DPoP key than the request's proof, a race) returns no row and changes nothing, and the
+caller runs ``rotate_token`` in a transaction, which decides and answers exactly as
+before (reuse revokes the family, grace gives a sibling, a wrong key changes nothing).
 
 The family's conditions are checked on its row found by primary key (``locked``), and
 its client through the token's row: a plan that used the client's index would read
@@ -55,6 +56,7 @@ locked AS (
       AND (CAST(:scope AS text[]) IS NULL
            OR string_to_array(f.scope, ' ') @> CAST(:scope AS text[]))
       AND (CAST(:audience AS text) IS NULL OR f.audience = CAST(:audience AS text))
+      AND (f.dpop_jkt IS NULL OR f.dpop_jkt = CAST(:jkt AS text))
     FOR UPDATE
 ),
 won AS (
@@ -69,6 +71,12 @@ siblings AS (
     FROM presented p
     WHERE t.parent_id = p.parent_id AND t.id <> p.id AND t.consumed_at IS NULL
       AND EXISTS (SELECT 1 FROM won)
+),
+bound AS (
+    UPDATE refresh_families f SET dpop_jkt = CAST(:jkt AS text)
+    FROM locked l
+    WHERE f.id = l.id AND f.dpop_jkt IS NULL AND CAST(:jkt AS text) IS NOT NULL
+      AND CAST(:bind_key AS boolean) AND EXISTS (SELECT 1 FROM won)
 ),
 child AS (
     INSERT INTO refresh_tokens
@@ -99,6 +107,8 @@ def rotate_live_token(
     scope: list[str] | None = None,
     audience: str | None = None,
     status_idx: int | None = None,
+    jkt: str | None = None,
+    bind_key: bool = False,
 ) -> Any:
     """Rotate a live token in one statement (PostgreSQL, outside a transaction): the
     family's columns (``families.Family``) and the new token's expiry, or None when
@@ -114,5 +124,7 @@ def rotate_live_token(
             "scope": scope,
             "audience": audience,
             "status_idx": status_idx,
+            "jkt": jkt,
+            "bind_key": bind_key,
         },
     ).first()

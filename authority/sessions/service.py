@@ -25,6 +25,7 @@ from authority.accounts.users import (
     set_password_hash,
 )
 from authority.clock import Clock
+from authority.sessions.binding import REFUSAL
 from authority.sessions.families import Family, Outcome, Rotation, rotate_token, start_family
 from authority.sessions.one_statement import rotate_live_token
 from authority.sessions.refresh_tokens import new_refresh_token, parse_refresh_token
@@ -94,6 +95,14 @@ class RefreshRefused(SessionError):
     def __init__(self, outcome: Outcome):
         super().__init__(REFRESH_ERRORS[outcome])
         self.outcome = outcome
+
+
+class KeyRefused(SessionError):
+    """The refresh token's family is bound to a DPoP key and the request had no proof
+    by it (RFC 9449 section 5); nothing changed: the token is still good with the key."""
+
+    def __init__(self) -> None:
+        super().__init__(REFUSAL)
 
 
 class ScopeRefused(SessionError):
@@ -265,10 +274,15 @@ async def refresh_session(
     raw: str,
     scope: list[str] | None = None,
     audience: str | None = None,
+    *,
+    jkt: str | None = None,
+    bind_key: bool = False,
 ) -> Session:
     """Consume a refresh token of ``client_id`` and hand out its replacement (rotation
-    with reuse detection, README, "Tokens"). Raises ``RefreshRefused``
-    (``reuse`` revokes the family), ``ScopeRefused`` or ``AudienceRefused``."""
+    with reuse detection, README, "Tokens"). ``jkt`` is the thumbprint of the request's
+    DPoP proof's key; with ``bind_key`` an unbound family is bound to it, in the same
+    transaction (``authority.sessions.binding``). Raises ``RefreshRefused`` (``reuse``
+    revokes the family), ``KeyRefused``, ``ScopeRefused`` or ``AudienceRefused``."""
     presented = parse_refresh_token(raw)
     if presented is None:
         raise RefreshRefused("unknown")
@@ -287,9 +301,13 @@ async def refresh_session(
         scope=scope,
         audience=audience,
         status_idx=status_idx,
+        jkt=jkt,
+        bind_key=bind_key,
     )
     if result.outcome == "reuse":
         metrics.REFRESH_REUSE.inc()
+    if result.outcome == "dpop":
+        raise KeyRefused()
     if result.outcome == "scope":
         raise ScopeRefused()
     if result.outcome == "target":

@@ -30,6 +30,7 @@ from authority.sessions.lifecycle import create_audited_user, end_sessions
 from authority.sessions.refresh_tokens import parse_refresh_token
 from authority.sessions.service import (
     Authority,
+    KeyRefused,
     LoginThrottled,
     SessionError,
     authenticate,
@@ -243,7 +244,8 @@ async def refresh(
     auth = sessions.auth
     raw = data.refresh if data is not None else None
     from_body = raw is not None
-    jkt = None
+    # A body session's family is bound to its proof's key in the rotation.
+    jkt = await proof_key(auth, request) if from_body else None
     if raw is None:
         refuse_for_cookies(request)
         # A Bearer request is judged by its header alone: its cookies do not count.
@@ -252,13 +254,14 @@ async def refresh(
             raw = request.cookies.get(sessions.names.refresh, "")
         if not raw:
             raise AuthError(401, "no refresh token", error="invalid_grant")
-    else:
-        jkt = await proof_key(auth, request, refresh=raw)
     try:
-        session = await refresh_session(auth, FIRST_PARTY.client_id, raw)
+        session = await refresh_session(
+            auth, FIRST_PARTY.client_id, raw, jkt=jkt, bind_key=from_body
+        )
+    except KeyRefused as exc:
+        raise DpopRefused(400, "invalid_dpop_proof", str(exc), {}) from None
     except SessionError as exc:
         raise AuthError(401, str(exc), error="invalid_grant", clear_session=not from_body) from None
-    await bind_refresh_token(auth.db, session.refresh_token, jkt)
     return sessions.renewed(session, in_body=from_body, jkt=jkt)
 
 
@@ -368,12 +371,8 @@ def auth_routes(auth: Authority, keys: KeyManager, more: Sequence[HTTPRouteHandl
 
     def refused(_request: Request[Any, Any, Any], exc: AuthError) -> Response[ErrorOut]:
         cookies = sessions.cleared_session() if exc.clear_session else []
-        return Response(
-            exc.body,
-            status_code=exc.status,
-            headers={**NO_STORE, **exc.headers},
-            cookies=cookies,
-        )
+        headers = {**NO_STORE, **exc.headers}
+        return Response(exc.body, status_code=exc.status, headers=headers, cookies=cookies)
 
     def rejected(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorOut]:
         return refused(request, litestar_refusal(exc))

@@ -99,8 +99,9 @@ async def proof_key(
     auth: Authority, request: Request[Any, Any, Any], *, refresh: str | None = None
 ) -> str | None:
     """The key of the request's proof at login, sign-up, refresh and logout (None
-    without one), with the server's nonce when ``DPOP_NONCE`` is on; a refresh token
-    bound to a key needs a proof by it. A 400 ``invalid_dpop_proof`` or
+    without one), with the server's nonce when ``DPOP_NONCE`` is on; a ``refresh`` token
+    (at logout: a refresh checks its key in the rotation) bound to a key needs a proof by
+    it. A 400 ``invalid_dpop_proof`` or
     ``use_dpop_nonce`` (with ``DPoP-Nonce``) otherwise."""
     try:
         jkt = await key_of_proof(

@@ -29,7 +29,6 @@ from authority.grants.dpop import (
     ProofLedger,
     UseDpopNonceError,
     bind_refresh_token,
-    check_refresh_binding,
     key_of_proof,
     ledger_of,
 )
@@ -134,14 +133,14 @@ async def _token(
         client_id=client.client_id,
         nonce_secret=auth.secret_key if auth.settings.dpop_nonce else None,
     )
-    if grant_type == "refresh_token":
-        await check_refresh_binding(auth.db, params.get("refresh_token"), jkt)
     bound = DPOP_KEY.set(jkt)
     try:
         answer = await grant.handle(auth, client, params, client_address(request))
     finally:
         DPOP_KEY.reset(bound)
-    if client.is_public:  # RFC 9449 section 5: a public client's refresh tokens too
+    # RFC 9449 section 5: a public client's refresh tokens too (a refresh binds its
+    # family in its rotation, ``grants.refresh_token``).
+    if client.is_public and grant_type != "refresh_token":
         await bind_refresh_token(auth.db, answer.refresh_token, jkt)
     return answer
 

@@ -20,6 +20,7 @@ from joserfc.jwk import JWKRegistry
 from sqlalchemy import Connection, func, select
 
 from authority.storage.tables import DpopProof, RefreshFamily
+from authority.web.cookies import CookieNames
 from tests.helpers.dpop import HOLDER, make_proof, proof_jwk
 from tests.helpers.verifier import ec_key, ed_key
 from tests.helpers.world import PASSWORD, World, WorldConfig, csrf
@@ -212,6 +213,25 @@ async def test_a_bound_session_refreshes_only_with_a_proof_by_its_key(world: Wor
     # the rotated refresh token keeps the binding
     again = await refresh(world, pair["refresh"])
     assert again.json()["error"] == "invalid_dpop_proof"
+
+
+async def test_a_bound_refresh_token_sent_as_a_cookie_is_refused_and_changes_nothing(
+    world: World,
+) -> None:
+    """A cookie takes no proof, so a stolen bound token cannot be laundered through one."""
+    tokens = await bound_login(world)
+    browser = world.browser()
+    browser.cookies.set(
+        CookieNames.for_secure(world.settings.secure_cookies).refresh, tokens["refresh"]
+    )
+    # the CSRF token of the session the cookie names
+    token = (await browser.get("/auth/csrf")).json()["csrf_token"]
+    async with world.unchanged():
+        response = await browser.post("/auth/refresh", headers={"X-CSRFToken": token})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_dpop_proof"
+    renewed = await refresh(world, tokens["refresh"], {"DPoP": proof(world, "/auth/refresh")})
+    assert renewed.status_code == 200, renewed.text
 
 
 async def test_a_replayed_proof_at_refresh_is_refused(world: World) -> None:
