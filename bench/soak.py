@@ -44,6 +44,7 @@ import threading
 import time
 from array import array
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,10 +284,28 @@ class Background(threading.Thread):
             raise BenchError(f"soak background step failed: {self.error}") from self.error
 
 
-def run(quick: bool, duration: float | None = None) -> dict[str, Any]:
-    duration = duration or (QUICK_S if quick else SHORT_S)
-    with workdir("bench-soak-") as tmp:
-        dep = deployment(tmp, **SETTINGS)
+# A key step the soak runs on a timer: (the deployment, the rotations so far, seconds in).
+KeyStep = Callable[[Deployment, list[dict[str, Any]], float], None]
+
+
+def rotation_entry(elapsed: float, started: float, done: Any, now: bool) -> dict[str, Any]:
+    return {
+        "t": round(elapsed, 2),
+        "took_s": round(time.monotonic() - started, 2),
+        "now": now,
+        "outcome": done["outcome"],
+        "kid": done["kid"],
+    }
+
+
+def soak(
+    prefix: str, duration: float, step: KeyStep, first: float, every: float, **env: str
+) -> tuple[dict[str, Any], Recorder, Any]:
+    """The mixed load for ``duration`` seconds against a fresh authority (``env`` added
+    to ``SETTINGS``), with ``step`` run ``first`` seconds in and then every ``every``:
+    the summary (logouts included), the recorder and ``keys list`` afterwards."""
+    with workdir(prefix) as tmp:
+        dep = deployment(tmp, **SETTINGS, **env)
         with dep.serve(free_port()) as srv:
             verifier = Verifier(srv.url(""), "default", leeway=int(SETTINGS["AUTHORITY_LEEWAY"]))
             verifier.load_keys()
@@ -297,41 +316,40 @@ def run(quick: bool, duration: float | None = None) -> dict[str, Any]:
             def sample(elapsed: float) -> None:
                 memory.append((round(elapsed, 2), srv.rss_bytes()))
 
-            def rotate(elapsed: float) -> None:
-                now = len(rotations) % 2 == 1  # plain first, then --now, alternately
-                started = time.monotonic()
-                done = dep.cli("keys", "rotate", *(["--now"] if now else []))
-                rotations.append(
-                    {
-                        "t": round(elapsed, 2),
-                        "took_s": round(time.monotonic() - started, 2),
-                        "now": now,
-                        "outcome": done["outcome"],
-                        "kid": done["kid"],
-                    }
-                )
-
             rec = Recorder(0.0)
             load = Load(srv, dep, verifier, rec)
             rec.start = time.monotonic()
             sampler = Background(rec.start, 0.0, 1.0, sample)
-            rotator = Background(rec.start, 2.0, ROTATE_EVERY, rotate)
+            stepper = Background(rec.start, first, every, lambda t: step(dep, rotations, t))
             meter = CpuMeter(srv)
             sampler.start()
-            rotator.start()
+            stepper.start()
             try:
                 run_uvloop(load.run(duration))
                 run_uvloop(load.logouts.drain())
             finally:
-                rotator.stop()
+                stepper.stop()
                 sampler.stop()
             elapsed = time.monotonic() - rec.start
             served = sum(len(rec.times[k]) for k in ("client_credentials", "refresh", "jwks"))
             cpu = meter.stop(served)
             keys_after = dep.cli("keys", "list")
     result = summarize(rec, memory, rotations, idle_rss, elapsed, cpu, keys_after)
-    result["logouts"] = logouts = load.logouts.summary()
-    result["ok"] = result["ok"] and logouts["ok"]
+    result["logouts"] = load.logouts.summary()
+    return result, rec, keys_after
+
+
+def rotate(dep: Deployment, rotations: list[dict[str, Any]], elapsed: float) -> None:
+    now = len(rotations) % 2 == 1  # plain first, then --now, alternately
+    started = time.monotonic()
+    done = dep.cli("keys", "rotate", *(["--now"] if now else []))
+    rotations.append(rotation_entry(elapsed, started, done, now))
+
+
+def run(quick: bool, duration: float | None = None) -> dict[str, Any]:
+    duration = duration or (QUICK_S if quick else SHORT_S)
+    result, _, _ = soak("bench-soak-", duration, rotate, 2.0, ROTATE_EVERY)
+    result["ok"] = result["ok"] and result["logouts"]["ok"]
     return result
 
 

@@ -14,7 +14,7 @@ there must be none, before, during (both keys published, either signing) and aft
 the switch. The run also shows when the first ES256 token was issued and
 ``client_credentials`` requests/s before and after the switch (ES256 signs faster).
 
-    python -m bench soak_alg_switch                 # 30 s (20 s with --quick)
+    python -m bench soak_alg_switch                 # 40 s (30 s with --quick)
     python -m bench soak_alg_switch --duration 120
 """
 
@@ -23,14 +23,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from authority.verifier import Verifier
-from bench.harness import BenchError, CpuMeter, free_port, workdir
-from bench.loadgen import run_uvloop
-from bench.oauth_setup import deployment
-from bench.soak import SETTINGS, Background, Load, Recorder, summarize
+from bench.harness import BenchError
+from bench.oauth_setup import Deployment
+from bench.soak import SETTINGS, Recorder, rotation_entry, soak
 
 TITLE = "Soak: switching the signing algorithm RS256 -> ES256 under load (`keys rotate --alg`)"
-SHORT_S, QUICK_S = 30.0, 20.0
+SHORT_S, QUICK_S = 40.0, 30.0  # the switch needs SWITCH_AT + 3 publish delays (26 s)
 SWITCH_AT = 5.0  # seconds into the run
 FROM_ALG, TO_ALG = "RS256", "ES256"
 
@@ -39,54 +37,18 @@ def run(quick: bool, duration: float | None = None) -> dict[str, Any]:
     duration = duration or (QUICK_S if quick else SHORT_S)
     if duration < SWITCH_AT + 3 * float(SETTINGS["AUTHORITY_KEY_PUBLISH_DELAY"]):
         raise BenchError(f"run the switch for at least {SWITCH_AT + 21:.0f} s")
-    with workdir("bench-alg-switch-") as tmp:
-        dep = deployment(tmp, **SETTINGS, AUTHORITY_KEY_ALGORITHM=FROM_ALG)
-        with dep.serve(free_port()) as srv:
-            verifier = Verifier(srv.url(""), "default", leeway=int(SETTINGS["AUTHORITY_LEEWAY"]))
-            verifier.load_keys()
-            idle_rss = srv.rss_bytes()
-            memory: list[tuple[float, int]] = []
-            rotations: list[dict[str, Any]] = []
 
-            def sample(elapsed: float) -> None:
-                memory.append((round(elapsed, 2), srv.rss_bytes()))
+    def switch(dep: Deployment, rotations: list[dict[str, Any]], elapsed: float) -> None:
+        if rotations:
+            return
+        started = time.monotonic()
+        done = dep.cli("keys", "rotate", "--alg", TO_ALG)
+        rotations.append(rotation_entry(elapsed, started, done, False) | {"alg": TO_ALG})
 
-            def switch(elapsed: float) -> None:
-                if rotations:
-                    return
-                started = time.monotonic()
-                done = dep.cli("keys", "rotate", "--alg", TO_ALG)
-                rotations.append(
-                    {
-                        "t": round(elapsed, 2),
-                        "took_s": round(time.monotonic() - started, 2),
-                        "now": False,
-                        "outcome": done["outcome"],
-                        "kid": done["kid"],
-                        "alg": TO_ALG,
-                    }
-                )
-
-            rec = Recorder(0.0)
-            load = Load(srv, dep, verifier, rec)
-            rec.start = time.monotonic()
-            sampler = Background(rec.start, 0.0, 1.0, sample)
-            switcher = Background(rec.start, SWITCH_AT, duration, switch)
-            meter = CpuMeter(srv)
-            sampler.start()
-            switcher.start()
-            try:
-                run_uvloop(load.run(duration))
-                run_uvloop(load.logouts.drain())
-            finally:
-                switcher.stop()
-                sampler.stop()
-            elapsed = time.monotonic() - rec.start
-            served = sum(len(rec.times[k]) for k in ("client_credentials", "refresh", "jwks"))
-            cpu = meter.stop(served)
-            keys_after = dep.cli("keys", "list")
-    result = summarize(rec, memory, rotations, idle_rss, elapsed, cpu, keys_after)
-    result["logouts"] = logouts = load.logouts.summary()
+    result, rec, keys_after = soak(
+        "bench-alg-switch-", duration, switch, SWITCH_AT, duration, AUTHORITY_KEY_ALGORITHM=FROM_ALG
+    )
+    logouts = result["logouts"]
     result |= switch_figures(result, rec, keys_after)
     result["title"] = TITLE
     result["kind"] = "alg_switch"
