@@ -6,20 +6,17 @@ written with the rotation; a family keeps the key it was first bound to."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select
 
-from authority.accounts.clients import create_client
-from authority.accounts.users import create_user
-from authority.sessions.families import start_family
 from authority.sessions.refresh_tokens import new_refresh_token
 from authority.sessions.service import rotate
 from authority.storage.database import Database
 from authority.storage.tables import RefreshFamily, RefreshToken
+from tests.helpers.families import new_family
 
 TTL, FAMILY_TTL, GRACE = 600, 3600, 10
 NOW = 1_900_000_000.0
@@ -35,36 +32,9 @@ async def db(migrated_url: str) -> AsyncIterator[Database]:
 
 async def login(db: Database) -> tuple[str, bytes, str]:
     """A client, the first refresh token (its hash) of a new family, and its id."""
-    user = await db.write(
-        create_user,
-        username=f"u{time.monotonic_ns()}",
-        email=f"{time.monotonic_ns()}@example.org",
-        password_hash="x",
-        now=NOW,
+    return await new_family(
+        db, now=NOW, refresh_ttl=TTL, family_ttl=FAMILY_TTL, client_scopes=("read",)
     )
-    client = await db.write(
-        create_client,
-        name="c",
-        secret_hash=None,
-        grant_types=["refresh_token"],
-        scopes=["read"],
-        audiences=[],
-        now=NOW,
-    )
-    _, token_hash = new_refresh_token()
-    family, _ = await db.write(
-        start_family,
-        user_id=user.id,
-        username=user.username,
-        client_id=client.client_id,
-        scope="read",
-        audience="default",
-        token_hash=token_hash,
-        now=NOW,
-        refresh_ttl=TTL,
-        family_ttl=FAMILY_TTL,
-    )
-    return client.client_id, token_hash, family.id
 
 
 async def refresh(

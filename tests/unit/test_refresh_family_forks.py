@@ -5,17 +5,15 @@ tabs) are consumed together, and a consumed token cannot probe its session."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from authority.accounts.clients import create_client
-from authority.accounts.users import create_user
-from authority.sessions.families import Rotation, rotate_token, start_family, token_state
+from authority.sessions.families import Rotation, rotate_token, token_state
 from authority.sessions.refresh_tokens import new_refresh_token
 from authority.storage.database import Database
 from tests.helpers.clock import Clock
+from tests.helpers.families import new_family
 
 TTL, FAMILY_TTL, GRACE = 600, 86400, 10
 
@@ -29,36 +27,8 @@ async def db(migrated_url: str) -> AsyncIterator[Database]:
 
 async def login(db: Database, now: float) -> tuple[str, bytes]:
     """A client and the first refresh token (its hash) of a new family of its own."""
-    user = await db.write(
-        create_user,
-        username=f"u{time.monotonic_ns()}",
-        email=f"{time.monotonic_ns()}@example.org",
-        password_hash="x",
-        now=now,
-    )
-    client = await db.write(
-        create_client,
-        name="c",
-        secret_hash=None,
-        grant_types=["refresh_token"],
-        scopes=["read", "write"],
-        audiences=[],
-        now=now,
-    )
-    _, token_hash = new_refresh_token()
-    await db.write(
-        start_family,
-        user_id=user.id,
-        username=user.username,
-        client_id=client.client_id,
-        scope="read",
-        audience="default",
-        token_hash=token_hash,
-        now=now,
-        refresh_ttl=TTL,
-        family_ttl=FAMILY_TTL,
-    )
-    return client.client_id, token_hash
+    client_id, token_hash, _ = await new_family(db, now=now, refresh_ttl=TTL, family_ttl=FAMILY_TTL)
+    return client_id, token_hash
 
 
 async def rotate(

@@ -6,22 +6,21 @@ the family while it waited for the family's lock, so the family never forks."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select, text, update
 
-from authority.accounts.clients import create_client
-from authority.accounts.users import create_user, set_active
-from authority.sessions.families import Rotation, revoke_family, rotate_token, start_family
+from authority.accounts.users import set_active
+from authority.sessions.families import Rotation, revoke_family, rotate_token
 from authority.sessions.one_statement import rotate_live_token
 from authority.sessions.refresh_tokens import new_refresh_token
 from authority.sessions.service import rotate
 from authority.storage.database import Database
 from authority.storage.migrate import upgrade
 from authority.storage.tables import RefreshFamily, RefreshToken
+from tests.helpers.families import new_family
 
 TTL, FAMILY_TTL, GRACE = 600, 3600, 10
 NOW = 1_900_000_000.0
@@ -42,36 +41,15 @@ async def db(postgres_url: str) -> AsyncIterator[Database]:
 
 async def login(db: Database, now: float = NOW, scope: str = "read write") -> tuple[str, bytes]:
     """A client and the first refresh token (its hash) of a new family."""
-    user = await db.write(
-        create_user,
-        username=f"u{time.monotonic_ns()}",
-        email=f"{time.monotonic_ns()}@example.org",
-        password_hash="x",
-        now=now,
-    )
-    client = await db.write(
-        create_client,
-        name=f"c{time.monotonic_ns()}",
-        secret_hash=None,
-        grant_types=["refresh_token"],
-        scopes=["read", "write", "admin"],
-        audiences=[],
-        now=now,
-    )
-    _, token_hash = new_refresh_token()
-    await db.write(
-        start_family,
-        user_id=user.id,
-        username=user.username,
-        client_id=client.client_id,
-        scope=scope,
-        audience="default",
-        token_hash=token_hash,
+    client_id, token_hash, _ = await new_family(
+        db,
         now=now,
         refresh_ttl=TTL,
         family_ttl=FAMILY_TTL,
+        scope=scope,
+        client_scopes=("read", "write", "admin"),
     )
-    return client.client_id, token_hash
+    return client_id, token_hash
 
 
 def params(client_id: str, presented: bytes, now: float = NOW, **extra: Any) -> dict[str, Any]:
