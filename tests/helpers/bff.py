@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -29,69 +28,20 @@ import httpx
 
 from examples.bff.sessions import session_key
 from tests.helpers.deployment import PASSWORD, USERNAME, Deployment, provision
-from tests.helpers.processes import ROOT, Server, cli_env, free_port
+from tests.helpers.processes import (
+    ROOT,
+    Process,
+    Server,
+    cli_env,
+    free_port,
+    spawn,
+    start_resource_server,
+)
 from tests.helpers.redis_server import RedisServer, need_redis
 
 COOKIE = "bff_session"
 CSRF = {"X-Requested-With": "test"}
 CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
-
-
-@dataclass
-class Process:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def spawn(
-    argv: list[str],
-    workdir: Path,
-    name: str,
-    env: dict[str, str],
-    port: int | None = None,
-    wait: float = 30,
-) -> Process:
-    """Start ``argv`` with ``PORT`` set; return once its ``/health`` answers 200."""
-    port = port or free_port()
-    log = workdir / f"{name}-{port}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            argv, cwd=workdir, env={**env, "PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT
-        )
-    started = Process(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + wait
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"{name} exited {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
-                return started
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            started.stop()
-            raise AssertionError(f"{name} not ready after {wait}s:\n{log.read_text()}")
-        time.sleep(0.1)
-
-
-def start_resource_server(workdir: Path, issuer: str, port: int | None = None) -> Process:
-    return spawn(
-        [sys.executable, str(ROOT / "examples" / "resource_server.py")],
-        workdir,
-        "resource-server",
-        cli_env(AUTHORITY_ISSUER=issuer),
-        port,
-    )
 
 
 def start_bff(

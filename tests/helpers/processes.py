@@ -103,3 +103,64 @@ def start_server(
         time.sleep(0.1)
     server.stop()
     raise AssertionError(f"server not ready after {wait}s:\n{log.read_text()}")
+
+
+@dataclass
+class Process:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(
+    argv: list[str],
+    workdir: Path,
+    name: str,
+    env: dict[str, str],
+    port: int | None = None,
+    wait: float = 30,
+) -> Process:
+    """Start ``argv`` with ``PORT`` set; return once its ``/health`` answers 200."""
+    port = port or free_port()
+    log = workdir / f"{name}-{port}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            argv, cwd=workdir, env={**env, "PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT
+        )
+    started = Process(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + wait
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
+                return started
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            started.stop()
+            raise AssertionError(f"{name} not ready after {wait}s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def start_resource_server(
+    workdir: Path, issuer: str, port: int | None = None, **env: str
+) -> Process:
+    """``examples/resource_server.py`` for ``issuer`` (``env``: more settings, such
+    as ``AUTHORITY_AUDIENCE``), ready."""
+    return spawn(
+        [sys.executable, str(ROOT / "examples" / "resource_server.py")],
+        workdir,
+        "resource-server",
+        cli_env(AUTHORITY_ISSUER=issuer, **env),
+        port,
+    )

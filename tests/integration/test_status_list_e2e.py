@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +22,13 @@ import httpx
 import pytest
 
 from authority.status.publisher import LIFETIME_TTLS, POLL, STATUS_PATH
-from tests.helpers.processes import ROOT, Server, cli_env, free_port, run_cli, start_server
+from tests.helpers.processes import (
+    Server,
+    cli_env,
+    run_cli,
+    start_resource_server,
+    start_server,
+)
 
 AUDIENCE = "api://orders"
 TTL = 2
@@ -92,37 +96,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     setup = run_cli(workdir, "setup", env=env)
     assert setup.returncode == 0, setup.stderr
     authority = start_server(workdir, env)
-    port = free_port()
-    log = workdir / "resource-server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "resource_server.py")],
-            cwd=workdir,
-            env=cli_env(
-                AUTHORITY_ISSUER=authority.url, AUTHORITY_AUDIENCE=AUDIENCE, PORT=str(port)
-            ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    api = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield Stack(workdir, env, authority, api)
-    finally:
-        process.terminate()
+        api = start_resource_server(workdir, authority.url, AUTHORITY_AUDIENCE=AUDIENCE)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            yield Stack(workdir, env, authority, api.url)
+        finally:
+            api.stop()
+    finally:
         authority.stop()
 
 

@@ -4,9 +4,6 @@ with ``client_credentials``, a real resource server process verifies them."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +14,13 @@ import jwt
 import pytest
 
 from tests.helpers.node import run_node_json
-from tests.helpers.processes import ROOT, Server, cli_env, free_port, run_cli, start_server
+from tests.helpers.processes import (
+    Server,
+    cli_env,
+    run_cli,
+    start_resource_server,
+    start_server,
+)
 
 AUDIENCE = "api://orders"
 
@@ -72,37 +75,11 @@ def deployment(tmp_path: Path, servers: list[Server]) -> Iterator[ExampleDeploym
         )
         authority = start_server(tmp_path, env)
         servers.append(authority)
-        port = free_port()
-        log = tmp_path / "resource-server.log"
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                [sys.executable, str(ROOT / "examples" / "resource_server.py")],
-                cwd=tmp_path,
-                env=cli_env(
-                    AUTHORITY_ISSUER=authority.url, AUTHORITY_AUDIENCE=AUDIENCE, PORT=str(port)
-                ),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
+        api = start_resource_server(tmp_path, authority.url, AUTHORITY_AUDIENCE=AUDIENCE)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            yield ExampleDeployment(url, authority, reader.result(), writer.result())
+            yield ExampleDeployment(api.url, authority, reader.result(), writer.result())
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            api.stop()
 
 
 def test_example_resource_server_answers_200_401_and_403(deployment: ExampleDeployment) -> None:
