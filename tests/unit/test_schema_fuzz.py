@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,12 +117,18 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 def openapi_document() -> dict[str, Any]:
     """The document the app serves at ``/schema/openapi.json``. Building the app touches
     neither database nor keys, so the operations are known when tests are collected
-    (schemathesis' fixture-based loader does not work with this pytest)."""
-    unused = Path("/nonexistent/schema-fuzz")
-    settings = Settings(
-        env="test", database_url=f"sqlite+aiosqlite:///{unused / 'db'}", keys_dir=unused
-    )
-    document = create_app(settings).openapi_schema.to_schema()
+    (schemathesis' fixture-based loader does not work with this pytest). The app
+    refuses a database file that is not there, so an empty one stands in; it is never
+    opened."""
+    with tempfile.TemporaryDirectory(prefix="schema-fuzz-") as tmp:
+        unused = Path(tmp)
+        (unused / "db").touch()
+        settings = Settings(
+            env="test",
+            database_url=f"sqlite+aiosqlite:///{unused / 'db'}",
+            keys_dir=unused / "keys",
+        )
+        document = create_app(settings).openapi_schema.to_schema()
     return dict(json.loads(encode_json(document)))  # as served: plain JSON values
 
 
