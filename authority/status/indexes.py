@@ -36,13 +36,41 @@ class StatusIndexes:
         self._leased_at = float("-inf")
         self._lock = asyncio.Lock()
         self._client_tokens: list[tuple[int, str]] = []
+        # The next block, leased while half of the current one is left: a lease waits
+        # for the database (behind a batch, or a WAL checkpoint on SQLite), and every
+        # token request of the replica would wait with it.
+        self._spare: tuple[int, float] | None = None
+        self._ahead: asyncio.Task[None] | None = None
 
     def _take(self, now: float) -> int | None:
         if self._next < self._end and now - self._leased_at < BLOCK_USE:
             idx = self._next
             self._next += 1
+            if self._end - self._next == STATUS_BLOCK_SIZE // 2:
+                self._lease_ahead()
             return idx
+        spare, self._spare = self._spare, None
+        if spare is not None and now - spare[1] < BLOCK_USE:
+            start, self._leased_at = spare
+            self._next, self._end = start + 1, start + STATUS_BLOCK_SIZE
+            return start
         return None
+
+    def _lease_ahead(self) -> None:
+        if self._spare is None and (self._ahead is None or self._ahead.done()):
+            self._ahead = asyncio.create_task(self._lease_spare(), name="status-lease-ahead")
+
+    async def _lease_spare(self) -> None:
+        async with self._lock:
+            if self._spare is not None:
+                return
+            now = self._clock()
+            try:
+                start = await self._db.write(lease_block, now, self._size, self._hold)
+            except Exception as exc:  # the next allocation leases itself, and says why
+                log.warning("leasing the next status list block ahead failed: %s", exc)
+                return
+            self._spare = (start, now)
 
     async def allocate(self) -> int:
         """An index no live token holds. Raises ``StatusListFull`` when the ring is."""
@@ -79,9 +107,13 @@ class StatusIndexes:
 
     async def run(self) -> None:
         """Background loop: ``flush`` every ``FLUSH`` seconds."""
-        while True:
-            await asyncio.sleep(FLUSH)
-            try:
-                await self.flush()
-            except Exception:  # the loop must outlive any one bad write
-                log.exception("writing client tokens' status indexes failed")
+        try:
+            while True:
+                await asyncio.sleep(FLUSH)
+                try:
+                    await self.flush()
+                except Exception:  # the loop must outlive any one bad write
+                    log.exception("writing client tokens' status indexes failed")
+        finally:
+            if self._ahead is not None:
+                self._ahead.cancel()

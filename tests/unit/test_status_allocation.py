@@ -82,19 +82,55 @@ async def test_a_token_of_an_earlier_lease_cannot_set_the_bit_of_the_new_holder(
 async def test_concurrent_allocations_of_one_replica_never_repeat_an_index(
     migrated_url: str,
 ) -> None:
-    settings = Settings(database_url=migrated_url, env="test", status_list_size=SIZE)
+    # Room for the blocks leased ahead too (one spare at a time).
+    settings = Settings(database_url=migrated_url, env="test", status_list_size=2 * SIZE)
     db = Database(migrated_url)
     now = [1000.0]
     try:
         indexes = StatusIndexes(db, settings, lambda: now[0])
         got = await asyncio.gather(*(indexes.allocate() for _ in range(3000)))
         assert len(set(got)) == 3000
-        assert max(got) < SIZE
+        assert max(got) < 2 * SIZE
         # A block is used for at most BLOCK_USE seconds, then another is leased.
         now[0] += BLOCK_USE
         assert await indexes.allocate() // STATUS_BLOCK_SIZE not in {
             i // STATUS_BLOCK_SIZE for i in got[-1:]
         }
+    finally:
+        await db.dispose()
+
+
+async def test_the_next_block_is_leased_ahead_so_no_token_waits_for_a_lease(
+    migrated_url: str,
+) -> None:
+    """Past half of a block the next one is leased in the background: the token that
+    crosses into it takes an index without a database write of its own."""
+    settings = Settings(database_url=migrated_url, env="test", status_list_size=SIZE)
+    db = Database(migrated_url)
+    writes: list[str] = []
+    real_write = db.write
+
+    async def counted(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        writes.append(fn.__name__)
+        return await real_write(fn, *args, **kwargs)
+
+    db.write = counted  # type: ignore[method-assign]
+    indexes = StatusIndexes(db, settings, lambda: 1000.0)
+    try:
+        first = [await indexes.allocate() for _ in range(STATUS_BLOCK_SIZE // 2 + 1)]
+        for _ in range(200):  # the lease ahead runs as its own task
+            if writes.count("lease_block") == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert writes.count("lease_block") == 2
+        rest = [await indexes.allocate() for _ in range(STATUS_BLOCK_SIZE // 2)]
+        assert writes.count("lease_block") == 2  # the switch waited for no lease
+        got = first + rest
+        assert len(set(got)) == len(got)
+        assert {i // STATUS_BLOCK_SIZE for i in got[:STATUS_BLOCK_SIZE]} == {
+            first[0] // STATUS_BLOCK_SIZE
+        }
+        assert got[-1] // STATUS_BLOCK_SIZE != first[0] // STATUS_BLOCK_SIZE
     finally:
         await db.dispose()
 
