@@ -200,13 +200,6 @@ def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
         route.fulfill(status=200, body="{}", headers={"Access-Control-Allow-Origin": "*"})
 
     context.route(re.compile(r"^https?://elsewhere\.example/"), record)
-    ours: list[dict[str, str]] = []
-    context.on(
-        "request",
-        lambda request: (
-            ours.append(request.all_headers()) if request.url.endswith("/auth/logout") else None
-        ),
-    )
     # A page of the authority's origin without the login page's CSP (whose connect-src
     # would stop the requests before authority.js is put to the test).
     context.route(
@@ -227,11 +220,16 @@ def test_authority_js_sends_the_csrf_token_and_cookies_only_to_the_authority(
         assert status == 200
     assert len(elsewhere) == 2
     assert not [h for h in elsewhere if "x-csrftoken" in h or "cookie" in h]
-    assert (
-        tab.evaluate("new Authority().send('/auth/logout', {method: 'POST'}).then(r => r.status)")
-        == 200
-    )
-    assert "x-csrftoken" in ours[0]
+    # Waited for, not collected by an event handler: Playwright may dispatch the
+    # request event after evaluate has returned.
+    with tab.expect_request(lambda request: request.url.endswith("/auth/logout")) as ours:
+        assert (
+            tab.evaluate(
+                "new Authority().send('/auth/logout', {method: 'POST'}).then(r => r.status)"
+            )
+            == 200
+        )
+    assert "x-csrftoken" in ours.value.all_headers()
     context.close()
 
 

@@ -101,11 +101,20 @@ def test_authority_js_in_dpop_mode_binds_the_session_to_a_key_the_page_cannot_ex
     # Login: the first proof lacks the server's nonce, the script retries once with it.
     user = page.evaluate(f"auth.login({USERNAME!r}, {PASSWORD!r}).then(u => u.username)")
     assert user == USERNAME
+    # Playwright may dispatch a request event after evaluate returned: let them arrive.
+    for _ in range(100):
+        if sum(url.endswith("/auth/login") for url, _h in sent) >= 2:
+            break
+        page.wait_for_timeout(50)
     logins = [headers for url, headers in sent if url.endswith("/auth/login")]
     assert len(logins) == 2
     assert all("dpop" in headers for headers in logins)
     assert not [h for _url, h in sent if "x-csrftoken" in h or "cookie" in h]
     assert page.evaluate("auth.me().then(u => u && u.username)") == USERNAME
+    for _ in range(100):
+        if any(url.endswith("/auth/me") for url, _h in sent):
+            break
+        page.wait_for_timeout(50)
     me_request = [h for url, h in sent if url.endswith("/auth/me")][-1]
     assert me_request["authorization"].startswith("DPoP ")
 
