@@ -24,15 +24,85 @@ since it started (their ``xmin``, the transaction that wrote the row version it
 reads, differs under the lock); ``families.touch_family`` gives the family a new row
 version whenever a grace sibling joins it. Locks are taken in the order every other
 writer takes them: the family first, then its tokens.
+
+The statement goes straight to asyncpg's connection (``fetchrow``): SQLAlchemy's async
+layer (a greenlet, its compiled cache, its result processing) cost a worker more CPU
+than the statement itself when the statement is all the request does. The connection
+comes out of the same pool; an outage is ``DatabaseUnavailable`` (a 503) as for
+``Database``, and its connection is dropped from the pool.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from sqlalchemy import Connection, text
+import asyncpg
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.util import greenlet_spawn
 
-_ROTATE = text(
+from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
+
+# asyncpg's own errors that mean the database is away or busy, not that the statement
+# is wrong (the same list ``is_outage`` knows by name through SQLAlchemy).
+OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+FAILURES: tuple[type[BaseException], ...] = (*OUTAGES, PoolTimeout, OperationalError, DBAPIError)
+
+
+def positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``CAST(:name AS type)`` placeholders as asyncpg's ``$n::type``, and the names in
+    ``$n`` order: one statement text serves both drivers' tests."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"(${names.index(name) + 1}::{match.group(2)})"
+
+    return re.sub(r"CAST\(:(\w+) AS ([a-z ]+(?:\[\])?)\)", number, sql), tuple(names)
+
+
+async def fetchrow(db: Database, sql: str, *args: Any) -> asyncpg.Record | None:
+    """The first row of one statement (PostgreSQL only), committed by itself: the pool's
+    connection without SQLAlchemy's ``Connection`` around it (whose isolation level is
+    set on each checkout and reset on each return), so no transaction is begun."""
+    try:
+        fairy = await db.engine.raw_connection()
+    except FAILURES as exc:
+        raise _unavailable(exc) from exc
+    try:
+        driver: asyncpg.Connection = fairy.driver_connection
+        return await driver.fetchrow(sql, *args)
+    except FAILURES as exc:
+        await greenlet_spawn(fairy.invalidate)  # not back into the pool
+        raise _unavailable(exc) from exc
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
+def _unavailable(exc: BaseException) -> BaseException:
+    """``DatabaseUnavailable`` for an outage; a programming error stays itself."""
+    if isinstance(exc, DBAPIError) and not is_outage(exc):
+        return exc
+    return DatabaseUnavailable(describe_db_error(exc))
+
+
+_ROTATE, _NAMES = positional(
     """
 WITH presented AS (
     SELECT t.id, t.parent_id, t.xmin AS token_version, f.xmin AS family_version,
@@ -96,8 +166,8 @@ FROM presented p, child c
 )
 
 
-def rotate_live_token(
-    conn: Connection,
+async def rotate_live_token(
+    db: Database,
     *,
     presented: bytes,
     replacement: bytes,
@@ -110,21 +180,20 @@ def rotate_live_token(
     jkt: str | None = None,
     bind_key: bool = False,
 ) -> Any:
-    """Rotate a live token in one statement (PostgreSQL, outside a transaction): the
-    family's columns (``families.Family``) and the new token's expiry, or None when
-    nothing changed and ``families.rotate_token`` must decide."""
-    return conn.execute(
-        _ROTATE,
-        {
-            "presented": presented,
-            "replacement": replacement,
-            "client_id": client_id,
-            "now": now,
-            "refresh_ttl": refresh_ttl,
-            "scope": scope,
-            "audience": audience,
-            "status_idx": status_idx,
-            "jkt": jkt,
-            "bind_key": bind_key,
-        },
-    ).first()
+    """Rotate a live token in one statement (PostgreSQL, on asyncpg's connection,
+    outside a transaction: ``fetchrow``): the family's columns
+    (``families.Family``) and the new token's expiry, or None when nothing changed and
+    ``families.rotate_token`` must decide."""
+    given = {
+        "presented": presented,
+        "replacement": replacement,
+        "client_id": client_id,
+        "now": now,
+        "refresh_ttl": float(refresh_ttl),
+        "scope": scope,
+        "audience": audience,
+        "status_idx": status_idx,
+        "jkt": jkt,
+        "bind_key": bind_key,
+    }
+    return await fetchrow(db, _ROTATE, *(given[name] for name in _NAMES))

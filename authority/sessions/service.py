@@ -323,9 +323,9 @@ async def rotate(db: Database, *, grace: int, **rotation: Any) -> Rotation:
     token presented once, the common case, is first tried in one statement and one
     round trip (``one_statement``), which otherwise changes nothing."""
     if not db.sqlite:
-        row = await db.single(rotate_live_token, **rotation)
+        row = await rotate_live_token(db, **rotation)
         if row is not None:
-            return Rotation("rotated", Family(*row[:7]), row[7])
+            return Rotation("rotated", Family(*tuple(row)[:7]), row[7])
     return await db.write(_rotate, grace=grace, **rotation)
 
 

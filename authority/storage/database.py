@@ -154,7 +154,7 @@ class Database:
             )
         # The key store and one-off checks on both backends; everything on PostgreSQL.
         self.engine = create_engine(url, full_sync=full_sync)
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sync: Engine | None = None
         if self.sqlite:
             _make_parent(url)
@@ -179,17 +179,12 @@ class Database:
     async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(True, lambda conn: fn(conn, *args, **kwargs))
 
-    async def single(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``fn(conn, ...)`` for work that is one statement: on PostgreSQL outside an
-        explicit transaction (it commits by itself: no BEGIN and COMMIT round trips)."""
-        return await self._run(None, lambda conn: fn(conn, *args, **kwargs))
-
-    async def _run(self, write: bool | None, work: Callable[[Connection], T]) -> T:
+    async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         try:
             if self._sync is not None:
                 # The request's context goes along, for the audit trail's request id.
                 context = contextvars.copy_context()
-                if write is not False:  # a write or ``single``
+                if write:
                     return await self._writer.run(context, work)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
@@ -199,7 +194,7 @@ class Database:
             token = _after_commit.set(pending)
             try:
                 # Reads too: under READ COMMITTED each statement sees the latest commits.
-                async with (self.engine if write else self._autocommit).connect() as conn:
+                async with (self.engine if write else self.autocommit).connect() as conn:
                     result = await conn.run_sync(work)
                     if write:
                         await conn.commit()

@@ -76,7 +76,7 @@ async def test_a_live_token_is_rotated_in_one_statement_as_the_transaction_would
 ) -> None:
     client_id, r1 = await login(db)
     asked = params(client_id, r1, NOW + 5, scope=["read"], audience="default")
-    row = await db.single(rotate_live_token, **asked)
+    row = await rotate_live_token(db, **asked)
     assert row is not None
     family_id, _, _, client, scope, audience, family_expires_at, expires_at = row
     assert (client, scope, audience) == (client_id, "read write", "default")
@@ -98,7 +98,7 @@ async def test_a_live_token_is_rotated_in_one_statement_as_the_transaction_would
 async def test_the_new_token_never_outlives_its_family(db: Database) -> None:
     client_id, r1 = await login(db)
     await db.write(lambda conn: conn.execute(update(RefreshFamily).values(expires_at=NOW + 100)))
-    row = await db.single(rotate_live_token, **params(client_id, r1, NOW + 50))
+    row = await rotate_live_token(db, **params(client_id, r1, NOW + 50))
     assert row is not None
     assert row[7] == NOW + 100
 
@@ -109,9 +109,7 @@ async def test_with_a_sibling_presented_both_siblings_are_consumed(db: Database)
     assert (await rotate(db, grace=GRACE, **first)).outcome == "rotated"
     second = params(client_id, r1, NOW + 2)
     assert (await rotate(db, grace=GRACE, **second)).outcome == "grace"
-    assert (
-        await db.single(rotate_live_token, **params(client_id, second["replacement"])) is not None
-    )
+    assert await rotate_live_token(db, **params(client_id, second["replacement"])) is not None
     # its sibling went with it: using it now is reuse
     late = await rotate(db, grace=GRACE, **params(client_id, first["replacement"], NOW + 60))
     assert late.outcome == "reuse"
@@ -120,7 +118,7 @@ async def test_with_a_sibling_presented_both_siblings_are_consumed(db: Database)
 async def refuse(db: Database, client_id: str, presented: bytes, **extra: Any) -> None:
     """The statement does nothing for this request."""
     before = await db.read(tokens)
-    assert await db.single(rotate_live_token, **params(client_id, presented, **extra)) is None
+    assert await rotate_live_token(db, **params(client_id, presented, **extra)) is None
     assert await db.read(tokens) == before
 
 
@@ -134,7 +132,7 @@ async def test_every_request_but_a_live_token_presented_once_changes_nothing(
     await refuse(db, client_id, r1, audience="elsewhere")
     await refuse(db, client_id, r1, now=NOW + TTL)  # the token expired
     consumed = params(client_id, r1)
-    assert await db.single(rotate_live_token, **consumed) is not None
+    assert await rotate_live_token(db, **consumed) is not None
     await refuse(db, client_id, r1, now=NOW + 1)  # consumed: reuse or grace, not here
     live = consumed["replacement"]
     await db.write(lambda conn: conn.execute(update(RefreshFamily).values(expires_at=NOW + 10)))
@@ -198,7 +196,7 @@ async def test_a_grace_sibling_added_while_the_statement_waits_makes_it_step_asi
     async with db.engine.connect() as holder:  # a transaction left open
         graced = await holder.run_sync(lambda conn: rotate_token(conn, grace=GRACE, **replay))
         assert graced.outcome == "grace"
-        waiter = asyncio.create_task(db.single(rotate_live_token, **params(client_id, r2)))
+        waiter = asyncio.create_task(rotate_live_token(db, **params(client_id, r2)))
         assert await waiting_for_a_lock(db)
         await holder.commit()
     assert await waiter is None  # it stepped aside, and changed nothing
