@@ -33,6 +33,7 @@ from authority.web.auth_schema import (
     BODY_RESPONSES,
     CSRF_RESPONSES,
     NOT_AUTHENTICATED,
+    PRESENTING,
     UNAUTHENTICATED,
     AuthError,
     ConsentOut,
@@ -56,6 +57,7 @@ SESSION_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_SESSION_ID}}}")
     "/password",
     status_code=200,
     summary="Change the password; every other session of the user ends",
+    operation_class=PRESENTING,
     description=(
         "The session making the request goes on with new tokens, answered as a refresh "
         "is (cookies in cookie mode, the body with a Bearer header). A wrong current "
@@ -118,6 +120,7 @@ async def change_password(
 @get(
     "/sessions",
     summary="The user's live sessions (refresh families)",
+    operation_class=PRESENTING,
     responses={**UNAUTHENTICATED, **UNAVAILABLE},
 )
 async def list_sessions(
@@ -133,6 +136,7 @@ async def list_sessions(
     "/sessions/{session_id:str}",
     status_code=204,
     summary="End one of the user's sessions",
+    operation_class=PRESENTING,
     responses={
         **refusal_spec(404, "no live session of this user has this id"),
         **UNAUTHENTICATED,
@@ -165,6 +169,7 @@ async def end_session(
 @get(
     "/consents",
     summary="The apps the user allowed, and the scopes (authorization code flow)",
+    operation_class=PRESENTING,
     responses={**UNAUTHENTICATED, **UNAVAILABLE},
 )
 async def list_user_consents(
@@ -186,6 +191,7 @@ async def list_user_consents(
     "/consents/{client_id:str}",
     status_code=204,
     summary="Withdraw a consent: the app must ask again (its sessions go on until revoked)",
+    operation_class=PRESENTING,
     responses={
         **refusal_spec(404, "the user has no consent for this client"),
         **UNAUTHENTICATED,

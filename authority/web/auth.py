@@ -49,6 +49,11 @@ from authority.web.auth_dpop import (
 from authority.web.auth_schema import (
     BODY_RESPONSES,
     CSRF_RESPONSES,
+    DPOP_AUTH_REFUSAL,
+    ISSUING,
+    LOGGING_OUT,
+    PRESENTING,
+    REFRESHING,
     UNAUTHENTICATED,
     AuthError,
     CheckOut,
@@ -58,11 +63,11 @@ from authority.web.auth_schema import (
     ErrorOut,
     LoginOut,
     LoginRequest,
-    OptionalBody,
     RefreshOut,
     RefreshRequest,
     RegisterRequest,
     UserOut,
+    litestar_refusal,
     refusal_spec,
     respond,
     user_out,
@@ -134,6 +139,7 @@ async def get_csrf(
     "/login",
     status_code=200,
     summary="Log in with a username or email and a password",
+    operation_class=ISSUING,
     responses={
         **BODY_RESPONSES,
         **refusal_spec(401, "wrong username or password (the same answer for both)"),
@@ -177,6 +183,7 @@ async def login(
     "/register",
     status_code=201,
     summary="Create an account and log in",
+    operation_class=ISSUING,
     responses={
         **BODY_RESPONSES,
         **refusal_spec(400, "a field is invalid or malformed; see errors"),
@@ -229,7 +236,7 @@ async def register(
     "/refresh",
     status_code=200,
     summary="Rotate the refresh token (from the body, else the cookie)",
-    operation_class=OptionalBody,
+    operation_class=REFRESHING,
     responses={
         **BODY_RESPONSES,
         **refusal_spec(401, "invalid, expired, revoked or reused refresh token"),
@@ -269,8 +276,8 @@ async def refresh(
     "/logout",
     status_code=200,
     summary="Revoke the session of the presented refresh token and clear the cookies",
-    operation_class=OptionalBody,
-    responses={**BODY_RESPONSES, **CSRF_RESPONSES},
+    operation_class=LOGGING_OUT,
+    responses={**BODY_RESPONSES, **CSRF_RESPONSES, **refusal_spec(401, DPOP_AUTH_REFUSAL)},
 )
 async def logout(
     request: Request[Any, Any, Any],
@@ -310,6 +317,7 @@ async def logout(
     "/logout-all",
     status_code=200,
     summary="Revoke every session of the user",
+    operation_class=PRESENTING,
     responses={**UNAUTHENTICATED, **CSRF_RESPONSES},
 )
 async def logout_all(
@@ -322,7 +330,12 @@ async def logout_all(
     return respond(DoneOut("logged out everywhere", len(revoked)), cookies=cookies)
 
 
-@get("/me", summary="The logged-in user", responses={**UNAUTHENTICATED, **UNAVAILABLE})
+@get(
+    "/me",
+    summary="The logged-in user",
+    operation_class=PRESENTING,
+    responses={**UNAUTHENTICATED, **UNAVAILABLE},
+)
 async def me(
     request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions]
 ) -> Response[UserOut]:
@@ -333,31 +346,13 @@ async def me(
 @get(
     "/check",
     summary="Whether the request carries a valid access token",
+    operation_class=PRESENTING,
     responses=UNAVAILABLE,
 )
 async def check(
     request: Request[Any, Any, Any], sessions: NamedDependency[CookieSessions]
 ) -> Response[CheckOut]:
     return respond(CheckOut(await sessions.current_user(request) is not None))
-
-
-def litestar_refusal(exc: HTTPException) -> AuthError:
-    """Litestar's own refusals (a body that does not fit its struct, one over the size
-    limit) as /auth errors, instead of its ``{"status_code", "detail", "extra"}``."""
-    if exc.status_code == 413:
-        return AuthError(413, f"the body is over {MAX_BODY // 1024} KiB")
-    if not isinstance(exc, ValidationException):
-        return AuthError(exc.status_code, exc.detail)
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    problems = [p for p in extra if isinstance(p, dict)]
-    first = str(problems[0].get("message", "")) if problems else ""
-    fields = {
-        str(p["key"]): str(p.get("message", ""))
-        for p in problems
-        if p.get("source") == "body" and p.get("key") not in (None, "data")
-    }
-    detail = f"malformed request: {first}" if first else "malformed request"
-    return AuthError(400, detail, errors=fields or None)
 
 
 def auth_routes(auth: Authority, keys: KeyManager, more: Sequence[HTTPRouteHandler] = ()) -> Router:

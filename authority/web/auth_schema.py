@@ -11,12 +11,14 @@ from typing import Any, Literal
 import msgspec
 from litestar import Response
 from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 
 from authority.accounts.users import UserRecord
 from authority.sessions.lifecycle import SessionInfo
-from authority.web.http import NO_STORE, UNAVAILABLE, error_spec
+from authority.web.dpop_schema import ISSUING_PROOF, LOGOUT_PROOF, PRESENTING_PROOF, dpop_operation
+from authority.web.http import MAX_BODY, NO_STORE, UNAVAILABLE, error_spec
 
 Delivery = Literal["cookie", "body"]
 
@@ -154,6 +156,25 @@ class AuthError(Exception):
         self.clear_session = clear_session
 
 
+def litestar_refusal(exc: HTTPException) -> AuthError:
+    """Litestar's own refusals (a body that does not fit its struct, one over the size
+    limit) as /auth errors, instead of its ``{"status_code", "detail", "extra"}``."""
+    if exc.status_code == 413:
+        return AuthError(413, f"the body is over {MAX_BODY // 1024} KiB")
+    if not isinstance(exc, ValidationException):
+        return AuthError(exc.status_code, exc.detail)
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    problems = [p for p in extra if isinstance(p, dict)]
+    first = str(problems[0].get("message", "")) if problems else ""
+    fields = {
+        str(p["key"]): str(p.get("message", ""))
+        for p in problems
+        if p.get("source") == "body" and p.get("key") not in (None, "data")
+    }
+    detail = f"malformed request: {first}" if first else "malformed request"
+    return AuthError(400, detail, errors=fields or None)
+
+
 @dataclass
 class OptionalBody(Operation):
     """An operation whose JSON body may be left out (cookie delivery sends none);
@@ -168,6 +189,19 @@ def refusal_spec(status: int, description: str) -> dict[int, ResponseSpec]:
     """An OpenAPI response of the /auth error answer."""
     return error_spec(status, description, ErrorOut)
 
+
+# DPoP (RFC 9449): login, sign-up and refresh in body delivery, and logout, take a proof
+# (a 400 when it fails); a request with an access token bound to a key takes one by it.
+_BODY_ONLY = " Body delivery only: with cookie delivery a proof is a 400 invalid_dpop_proof."
+ISSUING = dpop_operation(description=ISSUING_PROOF + _BODY_ONLY)
+REFRESHING = dpop_operation(OptionalBody, ISSUING_PROOF + _BODY_ONLY)
+LOGGING_OUT = dpop_operation(OptionalBody, LOGOUT_PROOF)
+PRESENTING = dpop_operation(description=PRESENTING_PROOF, refuses=False)
+DPOP_AUTH_REFUSAL = (
+    "a token bound to a DPoP key without a valid proof by it, or a proof or "
+    "Authorization: DPoP that does not fit the token: invalid_token or invalid_dpop_proof, "
+    "with WWW-Authenticate: DPoP (RFC 9449 section 7.1)"
+)
 
 NOT_AUTHENTICATED = "not authenticated"
 # Every request with a JSON body: malformed or too big, and the storage may be down.
@@ -184,7 +218,7 @@ CSRF_RESPONSES = {
     **refusal_spec(403, "CSRF token missing or incorrect, or a foreign Origin"),
     **UNAVAILABLE,
 }
-UNAUTHENTICATED = refusal_spec(401, NOT_AUTHENTICATED)
+UNAUTHENTICATED = refusal_spec(401, f"{NOT_AUTHENTICATED}; or {DPOP_AUTH_REFUSAL}")
 
 
 def iso_time(timestamp: float) -> str:

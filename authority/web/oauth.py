@@ -58,6 +58,7 @@ from authority.status.store import (
     revoke_index,
 )
 from authority.storage.database import DatabaseUnavailable
+from authority.web.dpop_schema import dpop_operation
 from authority.web.http import (
     MAX_BODY,
     SKIP_METRICS,
@@ -249,11 +250,14 @@ def _access_token_active(conn: Connection, claims: dict[str, Any], status_uri: s
     return not isinstance(sid, str) or session_active(conn, sid)
 
 
-# The token form: grant_type and what the registered grants read, in their order.
-_TOKEN_OPERATION = form_operation(
-    ["grant_type"],
-    grant_type=Schema(type=OpenAPIType.STRING, enum=list(GRANTS)),
-    **{name: TEXT for grant in GRANTS.values() for name in grant.PARAMETERS},
+# The token form: grant_type and what the registered grants read, in their order; and
+# the DPoP header of every grant (RFC 9449 section 5).
+_TOKEN_OPERATION = dpop_operation(
+    form_operation(
+        ["grant_type"],
+        grant_type=Schema(type=OpenAPIType.STRING, enum=list(GRANTS)),
+        **{name: TEXT for grant in GRANTS.values() for name in grant.PARAMETERS},
+    )
 )
 _TOKEN_FORM = {"token": TEXT, "token_type_hint": TEXT}
 
