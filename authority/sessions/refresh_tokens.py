@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
+
+from authority.randomness import token_urlsafe
 
 REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def new_refresh_token() -> tuple[str, bytes]:
     """An opaque refresh token of 256 random bits and the hash that is stored."""
-    token = secrets.token_urlsafe(32)
+    token = token_urlsafe(32)
     return token, refresh_token_hash(token)
 
 

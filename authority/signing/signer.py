@@ -9,7 +9,6 @@ with PyJWT and joserfc.
 from __future__ import annotations
 
 import base64
-import secrets
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from authority.randomness import token_urlsafe
 from authority.verifier.algorithms import Algorithm
 
 # Claims the authority sets; a claims hook cannot override them.
@@ -120,7 +120,7 @@ class AccessTokenSigner:
             "aud": audience,
             "exp": issued + self.ttl,
             "iat": issued,
-            "jti": secrets.token_urlsafe(16),
+            "jti": token_urlsafe(16),
             "client_id": client_id,
             "scope": scope,
         }

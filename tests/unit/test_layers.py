@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "authority"
 LAYERS = {
     "authority.settings": 1,
     "authority.clock": 1,
+    "authority.randomness": 1,
     "authority.metrics": 1,
     "authority.logs": 1,
     "authority.storage": 1,
