@@ -15,12 +15,11 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from authority.storage.database import Database
 from authority.storage.tables import Client
 
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
@@ -31,6 +30,12 @@ MAX_AUDIENCE = 200  # a session keeps its audience in refresh_families.audience,
 MAX_OVERLAP = 30 * 86400  # the longest a rotated-out secret may keep working (s)
 CACHE_TTL = 2.0  # how long a server trusts a client record it read (s): README, "Clients"
 _NO_HASH = bytes(32)
+
+
+class Reads(Protocol):
+    """What the client cache needs of ``storage.database.Database``: a read."""
+
+    async def read(self, fn: Any, /, *args: Any) -> Any: ...
 
 
 class ClientNameTaken(ValueError):
@@ -298,7 +303,7 @@ class ClientCache:
 
     async def authenticate(
         self,
-        db: Database,
+        db: Reads,
         client_id: str,
         secret: str | None,
         *,
@@ -317,8 +322,8 @@ class ClientCache:
         client = await self._read(db, client_id, now)
         return client if authenticates(client, secret, key, now, allow_public) else None
 
-    async def _read(self, db: Database, client_id: str, now: float) -> ClientRecord | None:
-        client = await db.read(get_client, client_id)
+    async def _read(self, db: Reads, client_id: str, now: float) -> ClientRecord | None:
+        client: ClientRecord | None = await db.read(get_client, client_id)
         if client is None:
             self._entries.pop(client_id, None)
             return None

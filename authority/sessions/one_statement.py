@@ -35,14 +35,15 @@ comes out of the same pool; an outage is ``DatabaseUnavailable`` (a 503) as for
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from authority.storage.database import Database, DatabaseUnavailable, describe_db_error, is_outage
+from authority.storage.errors import DatabaseUnavailable, describe_db_error, is_outage
 
 # asyncpg's own errors that mean the database is away or busy, not that the statement
 # is wrong (the same list ``is_outage`` knows by name through SQLAlchemy).
@@ -63,6 +64,13 @@ OUTAGES: tuple[type[BaseException], ...] = (
 FAILURES: tuple[type[BaseException], ...] = (*OUTAGES, PoolTimeout, OperationalError, DBAPIError)
 
 
+class Engined(Protocol):
+    """What a statement here needs of ``storage.database.Database``: its engine's pool."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+
 def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     """``CAST(:name AS type)`` placeholders as asyncpg's ``$n::type``, and the names in
     ``$n`` order: one statement text serves both drivers' tests."""
@@ -77,7 +85,7 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return re.sub(r"CAST\(:(\w+) AS ([a-z ]+(?:\[\])?)\)", number, sql), tuple(names)
 
 
-async def fetchrow(db: Database, sql: str, *args: Any) -> asyncpg.Record | None:
+async def fetchrow(db: Engined, sql: str, *args: Any) -> asyncpg.Record | None:
     """The first row of one statement (PostgreSQL only), committed by itself: the pool's
     connection without SQLAlchemy's ``Connection`` around it (whose isolation level is
     set on each checkout and reset on each return), so no transaction is begun."""
@@ -167,7 +175,7 @@ FROM presented p, child c
 
 
 async def rotate_live_token(
-    db: Database,
+    db: Engined,
     *,
     presented: bytes,
     replacement: bytes,

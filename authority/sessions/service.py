@@ -326,7 +326,7 @@ async def rotate(db: Database, *, grace: int, **rotation: Any) -> Rotation:
         row = await rotate_live_token(db, **rotation)
         if row is not None:
             return Rotation("rotated", Family(*tuple(row)[:7]), row[7])
-    return await db.write(_rotate, grace=grace, **rotation)
+    return await db.write_quick(_rotate, grace=grace, **rotation)
 
 
 def _rotate(conn: Connection, /, *, now: float, **rotation: Any) -> Rotation:

@@ -20,8 +20,8 @@ from typing import Any, Literal, NamedTuple, get_args
 
 from sqlalchemy import Connection, delete, insert, select
 
-from authority.storage.database import after_commit
 from authority.storage.tables import AuditEvent
+from authority.storage.writer import after_commit
 
 log = logging.getLogger("authority.audit")
 

@@ -1,11 +1,12 @@
 """Database access: SQLite (WAL, busy timeout) embedded, PostgreSQL for replicas.
 
 Repository code is plain synchronous functions ``fn(conn, ...)`` over SQLAlchemy Core,
-run by ``Database.read``, ``Database.write`` (one transaction) or ``Database.single``.
-On PostgreSQL the function runs on the event loop through asyncpg (``run_sync``); on
-SQLite reads run in one hop to a reader thread, writes on the ``Writer`` thread (group
-commit, ``BEGIN IMMEDIATE``, a ``flock`` queueing the writers of every process: README,
-"Durability and workers"). ``AUTHORITY_SQLITE_FULL_SYNC`` picks synchronous=FULL.
+run by ``Database.read``, ``Database.write`` (one transaction) or ``write_quick`` (a
+short one of the hot path). On PostgreSQL the function runs on the event loop through
+asyncpg (``run_sync``); on SQLite reads run in one hop to a reader thread, writes by
+the ``Writer`` (``storage.writer``: group commit, ``BEGIN IMMEDIATE``, a ``flock``
+queueing the writers of every process: README, "Durability and workers").
+``AUTHORITY_SQLITE_FULL_SYNC`` picks synchronous=FULL.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import fcntl
 import functools
 import os
-import queue
 import stat
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
@@ -31,34 +29,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from authority.storage.errors import DatabaseUnavailable as DatabaseUnavailable
+from authority.storage.errors import describe_db_error as describe_db_error
+from authority.storage.errors import is_outage as is_outage
+from authority.storage.writer import Work, Writer, _after_commit, run_after_commit
+from authority.storage.writer import after_commit as after_commit
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 P = ParamSpec("P")
 T = TypeVar("T")
-Work = Callable[Concatenate[Connection, P], T]
-
-MAX_GROUP = 64  # write transactions committed together at most
-
-# The actions of the transaction being run (``after_commit``): a context variable, not
-# the connection's ``info``, which an outage may make unreadable (a 500 instead of 503).
-_after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
-    "authority_after_commit", default=None
-)
-
-
-def after_commit(conn: Connection, action: Callable[[], None]) -> None:
-    """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
-    never if it rolls back. For what must not be said before it is true (audit lines).
-    Outside ``Database`` (a caller's own engine) it runs at once."""
-    pending = _after_commit.get()
-    if pending is None:
-        action()
-    else:
-        pending.append(action)
-
-
-def _run_after_commit(actions: list[Callable[[], None]]) -> None:
-    for action in actions:
-        action()
 
 
 def open_write_lock(path: Path) -> int | None:
@@ -67,10 +46,6 @@ def open_write_lock(path: Path) -> int | None:
         return os.open(path.with_name(path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         return None
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or is busy; callers answer 503 or exit with one line."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -129,16 +104,6 @@ def _sqlite_pragmas(full_sync: bool, dbapi_connection: Any, _record: Any) -> Non
     cursor.close()
 
 
-def describe_db_error(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "database did not answer in time"
-    orig = getattr(exc, "orig", None) or exc
-    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    if "database is locked" in first_line:
-        return "database is busy"
-    return f"database unreachable: {first_line}"
-
-
 class Database:
     """One transaction (or statement) per call: ``await db.write(fn, *args)``."""
 
@@ -179,13 +144,19 @@ class Database:
     async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(True, lambda conn: fn(conn, *args, **kwargs))
 
-    async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
+    async def write_quick(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``write`` for a short transaction of the hot path that never waits on
+        anything but the database: on SQLite it may run on the event loop itself, with
+        the other quick writes of this turn of the loop (``storage.writer``)."""
+        return await self._run(True, lambda conn: fn(conn, *args, **kwargs), quick=True)
+
+    async def _run(self, write: bool, work: Callable[[Connection], T], quick: bool = False) -> T:
         try:
             if self._sync is not None:
                 # The request's context goes along, for the audit trail's request id.
                 context = contextvars.copy_context()
                 if write:
-                    return await self._writer.run(context, work)
+                    return await self._writer.run(context, work, quick)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
                     self._readers, context.run, _transaction, self._read_engine, work
@@ -200,7 +171,7 @@ class Database:
                         await conn.commit()
             finally:
                 _after_commit.reset(token)
-            _run_after_commit(pending)  # only reached once the transaction has committed
+            run_after_commit(pending)  # only reached once the transaction has committed
             return result
         except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not is_outage(exc):
@@ -232,26 +203,8 @@ def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
             result = work(conn)
     finally:
         _after_commit.reset(token)
-    _run_after_commit(pending)  # only reached once the transaction has committed
+    run_after_commit(pending)  # only reached once the transaction has committed
     return result
-
-
-def is_outage(exc: DBAPIError) -> bool:
-    """Connection loss, lock timeouts and serialization failures, not programming errors."""
-    if isinstance(exc, OperationalError) or exc.connection_invalidated:
-        return True
-    name = type(exc.orig).__name__ if exc.orig is not None else ""
-    return name in {
-        "SerializationError",
-        "DeadlockDetectedError",
-        "LockNotAvailableError",
-        "CannotConnectNowError",
-        "ConnectionDoesNotExistError",
-        "InterfaceError",
-        "TooManyConnectionsError",
-        "AdminShutdownError",
-        "QueryCanceledError",
-    }
 
 
 def _sqlite_connect(full_sync: bool, dbapi_connection: Any, record: Any) -> None:
@@ -265,131 +218,3 @@ def _sqlite_begin(conn: Connection) -> None:
     # On the driver's connection: SQLAlchemy's statement machinery costs more than BEGIN.
     dbapi: Any = conn.connection.dbapi_connection
     dbapi.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-class Writer:
-    """One thread and one kept connection run the write transactions in order. What is
-    queued when it is free runs as one group: ``BEGIN IMMEDIATE``, each transaction in a
-    savepoint (one that raises is rolled back alone), one ``COMMIT`` (group commit: the
-    log write, the lock and the wake-ups are shared), all under the lock file's
-    ``flock``. Nothing is answered before the commit; a failed commit fails them all."""
-
-    def __init__(self, engine: Engine, lock: int | None):
-        self._engine = engine
-        self._lock = lock
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-        self._conn: Connection | None = None
-
-    async def run(self, context: contextvars.Context, work: Callable[[Connection], T]) -> T:
-        if self._thread is None:
-            self._start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((loop, future, context, work))
-        return await future
-
-    def _start(self) -> None:
-        with self._guard:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="authority-db-write", daemon=True
-                )
-                self._thread.start()
-
-    def close(self) -> None:
-        """Finish what is queued, then stop the thread and close the lock file."""
-        with self._guard:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-    def _serve(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            self._run_group(group)
-        if self._conn is not None:
-            self._conn.close()
-
-    def _run_group(self, group: list[Any]) -> None:
-        outcomes: list[tuple[bool, Any, list[Callable[[], None]]]] = []
-        try:
-            if self._conn is None or self._conn.closed or self._conn.invalidated:
-                self._conn = self._engine.connect()
-            self._transaction(self._conn, group, outcomes)
-        except BaseException as exc:  # nothing of the group committed
-            outcomes = [(False, exc, [])] * len(group)
-            if isinstance(exc, (DBAPIError, OSError)) and self._conn is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.close()
-                self._conn = None
-        for (loop, future, context, _), (ok, value, pending) in zip(group, outcomes, strict=False):
-            if ok:
-                try:  # only reached once the transaction has committed
-                    context.run(_run_after_commit, pending)
-                except Exception as exc:
-                    ok, value = False, exc
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(_settle, future, value, not ok)
-
-    def _transaction(self, conn: Connection, group: list[Any], outcomes: list[Any]) -> None:
-        lock = self._lock
-        if lock is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            except OSError:  # a file system without locks: SQLite's busy handler alone
-                lock = self._lock = None
-        try:
-            with conn.begin():
-                dbapi: Any = conn.connection.dbapi_connection
-                alone = len(group) == 1  # no savepoint: the transaction is the item's
-                for _, _, context, work in group:
-                    pending: list[Callable[[], None]] = []
-                    if not alone:
-                        dbapi.execute("SAVEPOINT authority_write")
-                    try:
-                        value = context.run(_with_pending, pending, work, conn)
-                    except Exception as exc:
-                        if alone or not dbapi.in_transaction:
-                            raise  # SQLite ended the transaction: the whole group fails
-                        dbapi.execute("ROLLBACK TO authority_write")
-                        dbapi.execute("RELEASE authority_write")
-                        outcomes.append((False, exc, []))
-                        continue
-                    if not alone:
-                        dbapi.execute("RELEASE authority_write")
-                    outcomes.append((True, value, pending))
-        finally:
-            if lock is not None:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _with_pending(pending: list[Callable[[], None]], work: Work[[], T], conn: Connection) -> T:
-    token = _after_commit.set(pending)
-    try:
-        return work(conn)
-    finally:
-        _after_commit.reset(token)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
-    if not future.done():  # else the caller was cancelled: nobody waits for the answer
-        (future.set_exception if failed else future.set_result)(result)

@@ -1,7 +1,9 @@
-"""The SQLite writer (``authority.storage.database.Writer``): writes queued together
+"""The SQLite writer (``authority.storage.writer.Writer``): writes queued together
 commit as one group, where a transaction that raises is rolled back alone and nothing
 is answered (nor said after commit) before the group has committed; every write holds
 the lock file beside the database, so a writer of another process waits in the kernel;
+quick writes of one turn of the event loop run as one group on the loop, unless the
+connection or the lock is taken, when they go to the thread and the loop goes on;
 ``AUTHORITY_SQLITE_FULL_SYNC`` picks ``synchronous=FULL``."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from authority.storage.database import Database, after_commit, sqlite_path
 
@@ -90,6 +92,91 @@ async def test_a_write_waits_for_another_process_holding_the_lock_file(sqlite_ur
         finally:
             os.close(fd)
         assert await db.read(_keys) == ["first", "second"]
+    finally:
+        await db.dispose()
+
+
+def _where(conn: Connection, name: str, said: list[str], threads: list[int]) -> str:
+    threads.append(threading.get_ident())
+    return _note(conn, name, said, fail=name == "b")
+
+
+async def test_quick_writes_of_one_turn_run_as_one_group_on_the_loop(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        await db.write_quick(_keys)  # the connection is open: only the group commits next
+        commits: list[int] = []
+        event.listen(db._sync, "commit", lambda conn: commits.append(1))
+        said: list[str] = []
+        threads: list[int] = []
+        writes = [db.write_quick(_where, name, said, threads) for name in ("a", "b", "c")]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert results[0] == "a"
+        assert results[2] == "c"
+        assert isinstance(results[1], Refused)
+        assert threads == [threading.get_ident()] * 3  # no thread: the loop's own
+        assert commits == [1]  # one COMMIT for the three
+        assert await db.read(_keys) == ["a", "c"]
+        assert said == ["a", "c"]
+    finally:
+        await db.dispose()
+
+
+async def test_a_quick_write_never_holds_the_loop_while_another_process_has_the_lock(
+    sqlite_url: str,
+) -> None:
+    path = sqlite_path(sqlite_url)
+    assert path is not None
+    db = Database(sqlite_url)
+    try:
+        await db.write_quick(_note, "first", [])
+        fd = os.open(f"{path}-writer.lock", os.O_RDWR)  # another process's lock
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            released = threading.Event()
+
+            def release() -> None:  # from another thread: a blocked loop cannot hang us
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                released.set()
+
+            timer = threading.Timer(2.0, release)
+            timer.start()
+            threads: list[int] = []
+            write = asyncio.ensure_future(db.write_quick(_where, "second", [], threads))
+            for _ in range(10):  # the loop goes on meanwhile
+                await asyncio.sleep(0.02)
+            assert not released.is_set()  # ticked while the other process held the lock
+            assert not write.done()
+            assert await asyncio.wait_for(write, 10) == "second"
+            assert released.is_set()
+            assert threads
+            assert threads[0] != threading.get_ident()  # the thread ran it
+            timer.join()
+        finally:
+            os.close(fd)
+        assert await db.read(_keys) == ["first", "second"]
+    finally:
+        await db.dispose()
+
+
+async def test_a_quick_write_waits_its_turn_behind_the_thread_holding_the_connection(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url)
+    try:
+        started, release = threading.Event(), threading.Event()
+        blocker = asyncio.ensure_future(db.write(_wait, started, release))
+        await asyncio.to_thread(started.wait, 10)
+        threads: list[int] = []
+        write = asyncio.ensure_future(db.write_quick(_where, "after", [], threads))
+        await asyncio.sleep(0.1)
+        assert not write.done()  # the loop ran on; the write waits for the connection
+        release.set()
+        await blocker
+        assert await asyncio.wait_for(write, 10) == "after"
+        assert threads
+        assert threads[0] != threading.get_ident()
+        assert await db.read(_keys) == ["after"]
     finally:
         await db.dispose()
 
