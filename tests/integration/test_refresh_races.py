@@ -1,5 +1,7 @@
 """Refresh token rotation under concurrency and reuse (README, "Tokens"), against real
-``authority serve`` processes: one on SQLite, two sharing one PostgreSQL database.
+``authority serve`` processes: two sharing one SQLite database (their writes queue on
+its lock file, some on the event loop, some on the writer thread) and two sharing one
+PostgreSQL database.
 
 "N simultaneous refreshes with one token, on any number of replicas, give exactly one
 winner when the grace is 0, and never a 5xx." The racing requests reach the servers
@@ -34,8 +36,8 @@ ISSUER = "http://authority.test"
 def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    """SQLite with one server process; PostgreSQL with two replicas that share the
-    database and the (database) key store."""
+    """Two replicas sharing the database: on SQLite the keys directory too, on
+    PostgreSQL the (database) key store."""
     workdir = tmp_path_factory.mktemp(f"races-{request.param}")
     with database(request.param, workdir) as url:
         extra = {"AUTHORITY_KEYSTORE": "database"} if request.param == "postgresql" else {}
@@ -58,8 +60,7 @@ def serve(deployment: Deployment) -> Iterator[Deployment]:
 
 
 def start(deployment: Deployment, grace: int) -> list[Server]:
-    replicas = 2 if deployment.backend == "postgresql" else 1
-    servers = deployment.start(replicas, AUTHORITY_REFRESH_REUSE_GRACE=str(grace))
+    servers = deployment.start(2, AUTHORITY_REFRESH_REUSE_GRACE=str(grace))
     warm_up(servers)
     return servers
 
