@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from authority.storage.errors import DatabaseUnavailable as DatabaseUnavailable
 from authority.storage.errors import describe_db_error as describe_db_error
 from authority.storage.errors import is_outage as is_outage
-from authority.storage.writer import Work, Writer, _after_commit, run_after_commit
+from authority.storage.writer import Work, Writer, pending_actions, run_after_commit
 from authority.storage.writer import after_commit as after_commit
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -162,7 +162,7 @@ class Database:
                     self._readers, context.run, _transaction, self._read_engine, work
                 )
             pending: list[Callable[[], None]] = []
-            token = _after_commit.set(pending)
+            token = pending_actions.set(pending)
             try:
                 # Reads too: under READ COMMITTED each statement sees the latest commits.
                 async with (self.engine if write else self.autocommit).connect() as conn:
@@ -170,7 +170,7 @@ class Database:
                     if write:
                         await conn.commit()
             finally:
-                _after_commit.reset(token)
+                pending_actions.reset(token)
             run_after_commit(pending)  # only reached once the transaction has committed
             return result
         except (OSError, TimeoutError, PoolTimeout, OperationalError, DBAPIError) as exc:
@@ -197,12 +197,12 @@ class Database:
 def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """On a reader thread, in a copy of the caller's context."""
     pending: list[Callable[[], None]] = []
-    token = _after_commit.set(pending)
+    token = pending_actions.set(pending)
     try:
         with engine.begin() as conn:
             result = work(conn)
     finally:
-        _after_commit.reset(token)
+        pending_actions.reset(token)
     run_after_commit(pending)  # only reached once the transaction has committed
     return result
 

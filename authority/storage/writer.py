@@ -39,7 +39,7 @@ MAX_GROUP = 64  # write transactions committed together at most
 
 # The actions of the transaction being run (``after_commit``): a context variable, not
 # the connection's ``info``, which an outage may make unreadable (a 500 instead of 503).
-_after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+pending_actions: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
     "authority_after_commit", default=None
 )
 
@@ -48,7 +48,7 @@ def after_commit(conn: Connection, action: Callable[[], None]) -> None:
     """Run ``action`` once the transaction of ``conn`` (begun by ``Database``) commits;
     never if it rolls back. For what must not be said before it is true (audit lines).
     Outside ``Database`` (a caller's own engine) it runs at once."""
-    pending = _after_commit.get()
+    pending = pending_actions.get()
     if pending is None:
         action()
     else:
@@ -227,11 +227,11 @@ class Writer:
 
 
 def _with_pending(pending: list[Callable[[], None]], work: Work[[], T], conn: Connection) -> T:
-    token = _after_commit.set(pending)
+    token = pending_actions.set(pending)
     try:
         return work(conn)
     finally:
-        _after_commit.reset(token)
+        pending_actions.reset(token)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
