@@ -207,6 +207,108 @@ async def test_a_grace_sibling_added_while_the_statement_waits_makes_it_step_asi
     assert late.outcome == "reuse"
 
 
+def parent_of(conn: Connection, token_hash: bytes) -> int | None:
+    parent = select(RefreshToken.parent_id).where(RefreshToken.token_hash == token_hash)
+    return conn.execute(parent).scalar_one()
+
+
 def unconsumed(conn: Connection) -> set[bytes]:
     hashes = select(RefreshToken.token_hash).where(RefreshToken.consumed_at.is_(None))
     return set(conn.execute(hashes).scalars())
+
+
+# --- batches: the rotations of one turn of the event loop in one statement -------------
+
+
+async def test_rotations_of_one_turn_are_one_statement_each_answered_alone(db: Database) -> None:
+    """Live tokens of eight families, an unknown token and a foreign client's request,
+    sent together: each live one is rotated, the others get None and change nothing."""
+    families = [await login(db) for _ in range(8)]
+    asked = [params(client_id, token) for client_id, token in families]
+    unknown = params(families[0][0], new_refresh_token()[1])
+    foreign = params("another-client", (await login(db))[1])
+    rows = await asyncio.gather(
+        *(rotate_live_token(db, **each) for each in [unknown, *asked, foreign])
+    )
+    assert rows[0] is None
+    assert rows[-1] is None
+    for (client_id, _), each, row in zip(families, asked, rows[1:-1], strict=True):
+        assert row is not None
+        assert row[3] == client_id
+        assert await db.read(parent_of, each["replacement"]) is not None
+    consumed = await db.read(unconsumed)
+    assert not {each["presented"] for each in asked} & consumed
+
+
+async def test_two_requests_of_one_family_in_a_batch_step_aside_together(db: Database) -> None:
+    """Siblings of one family, or one token twice, in the same batch: one statement
+    cannot decide between them (each would consume the other), so neither is rotated
+    there, nothing changes, and the transactions that follow decide one at a time."""
+    client_id, r1 = await login(db)
+    first = params(client_id, r1)
+    assert (await rotate(db, grace=GRACE, **first)).outcome == "rotated"
+    second = params(client_id, r1, NOW + 1)
+    assert (await rotate(db, grace=GRACE, **second)).outcome == "grace"
+    before = await db.read(tokens)
+    siblings = [params(client_id, first["replacement"]), params(client_id, second["replacement"])]
+    assert await asyncio.gather(*(rotate_live_token(db, **each) for each in siblings)) == [
+        None,
+        None,
+    ]
+    twice = [params(client_id, first["replacement"]) for _ in range(2)]
+    assert await asyncio.gather(*(rotate_live_token(db, **each) for each in twice)) == [None, None]
+    assert await db.read(tokens) == before
+    outcomes = await asyncio.gather(*(rotate(db, grace=0, **each) for each in siblings))
+    assert sorted(result.outcome for result in outcomes) == ["reuse", "rotated"]
+
+
+async def test_the_rotation_keeps_one_generic_plan(db: Database) -> None:
+    """PostgreSQL would plan the statement anew on every call (a custom plan costs it
+    more than running the statement): the hot path's connections keep a generic one."""
+    client_id, token = await login(db)
+    for i in range(8):
+        asked = params(client_id, token, NOW + i)
+        assert await rotate_live_token(db, **asked) is not None
+        token = asked["replacement"]
+    assert db.hot_engine is not None
+    async with db.hot_engine.connect() as conn:
+        plans = (
+            await conn.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                    "WHERE statement LIKE '%WITH asked AS%'"
+                )
+            )
+        ).all()
+    assert plans
+    assert sum(row.custom_plans for row in plans) == 0, plans
+    assert sum(row.generic_plans for row in plans) >= 8
+
+
+async def test_a_batch_caught_in_a_deadlock_steps_aside_and_changes_nothing(
+    db: Database,
+) -> None:
+    """A batch locks its families in order; another writer holding one of them and then
+    asking for another the batch holds is a deadlock, which PostgreSQL breaks by failing
+    one side. When that is the batch, its requests go to the transaction, not to a 503."""
+    (client_a, ra), (client_b, rb) = await login(db), await login(db)
+    pairs = select(RefreshToken.token_hash, RefreshToken.family_id)
+    ids: dict[bytes, str] = await db.read(
+        lambda conn: {row.token_hash: row.family_id for row in conn.execute(pairs)}
+    )
+    low, high = sorted([ids[ra], ids[rb]])
+    before = await db.read(tokens)
+    lock = "SELECT id FROM refresh_families WHERE id = :id FOR UPDATE"
+    async with db.engine.connect() as holder:
+        await holder.execute(text(lock), {"id": high})
+        batch = asyncio.gather(
+            rotate_live_token(db, **params(client_a, ra)),
+            rotate_live_token(db, **params(client_b, rb)),
+        )
+        assert await waiting_for_a_lock(db)  # the batch holds `low`, waits for `high`
+        crossing = asyncio.ensure_future(holder.execute(text(lock), {"id": low}))
+        assert list(await batch) == [None, None]
+        await crossing  # the batch gave way: the holder has both
+        await holder.rollback()
+    assert await db.read(tokens) == before
+    assert (await rotate(db, grace=0, **params(client_a, ra))).outcome == "rotated"
