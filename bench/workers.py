@@ -1,7 +1,8 @@
 """Throughput against worker processes: the token endpoint with 1 and 2 uvicorn workers,
 ``refresh_token`` on SQLite and on PostgreSQL and ``client_credentials``, each against
 the bare RS256 endpoint (``bench.baseline_apps:rs256_token``) under the same worker
-count, side by side in one run.
+count, side by side in one run. Each goal is judged on the median over the rounds of
+the ratio within a round (``paired_ratios``).
 
 For each worker count, three servers run at once with the same options: ours on SQLite,
 ours on PostgreSQL (a throwaway local cluster with PostgreSQL's default durability,
@@ -22,6 +23,7 @@ are judged on requests/s ratios, p99 ratios and CPU ratios of the same run.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -190,7 +192,8 @@ def goals(points: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         if ours is None or base is None:
             judged.append({"goal": label, "op": op, "target": target, "skipped": True})
             continue
-        value = ours[key] / base[key]
+        paired = paired_ratios(ours, base, key)
+        value = statistics.median(paired)
         met = value >= target if op == ">=" else value <= target
         judged.append(
             {
@@ -199,6 +202,8 @@ def goals(points: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
                 "ours": ours[key],
                 "baseline": base[key],
                 "ratio": round(value, 3),
+                "rounds": [round(r, 3) for r in paired],
+                "best_ratio": round(ours[key] / base[key], 3),
                 "op": op,
                 "target": target,
                 "met": met,
@@ -207,9 +212,17 @@ def goals(points: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     return judged
 
 
+def paired_ratios(ours: dict[str, Any], base: dict[str, Any], key: str) -> list[float]:
+    """ours / baseline of each round: the two runs of a round were measured minutes
+    apart at most, so a slow spell of a shared machine weighs on both alike. Goals are
+    judged on the median of these (the best runs' ratio is reported beside it)."""
+    pairs = zip(ours.get("runs") or [ours], base.get("runs") or [base], strict=False)
+    return [a[key] / b[key] for a, b in pairs]
+
+
 def run(quick: bool) -> dict[str, Any]:
     duration, warmup = (3, 1) if quick else (8, 2)
-    rounds = 2
+    rounds = 3  # an odd number: the median of the paired ratios is one round's
     with workdir("bench-workers-") as tmp, contextlib.ExitStack() as stack:
         (tmp / "sqlite").mkdir()
         deps = {"sqlite": deployment(tmp / "sqlite")}
