@@ -10,6 +10,7 @@ a client has two secrets, the new one and the previous one until
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -282,6 +283,10 @@ def delete_client(conn: Connection, client_id: str) -> bool:
     return bool(conn.execute(delete(Client).where(Client.client_id == client_id)).rowcount)
 
 
+# A read of the client cache: when it began (a sequence number, None before), and it.
+Reading = tuple[list[int | None], "asyncio.Future[ClientRecord | None]"]
+
+
 class ClientCache:
     """Client records kept ``ttl`` seconds in each process, so that a token request
     needs no database read for its client.
@@ -300,6 +305,11 @@ class ClientCache:
         self.ttl = ttl
         self.size = size
         self._entries: dict[str, tuple[float, ClientRecord]] = {}
+        # One read per client at a time: when a record expires, every request of the
+        # client in flight would otherwise read it at once (a busy client's 32
+        # connections, 32 reads every ``ttl``), where one read answers them all.
+        self._reading: dict[str, Reading] = {}
+        self._reads_begun = 0
 
     async def authenticate(
         self,
@@ -323,11 +333,47 @@ class ClientCache:
         return client if authenticates(client, secret, key, now, allow_public) else None
 
     async def _read(self, db: Reads, client_id: str, now: float) -> ClientRecord | None:
-        client: ClientRecord | None = await db.read(get_client, client_id)
+        """The record as the database has it now. A caller joins a read of the same
+        client that begins after it asked (or has not begun yet); a read already under
+        way when it asked may hold an older record (a refused secret must see the
+        newest), so it waits for that one to end and then joins or starts the next.
+        The read is a task of its own: a caller that goes away leaves it to the others."""
+        asked = self._reads_begun
+        while True:
+            reading = self._reading.get(client_id)
+            if reading is None:
+                reading = self._start_read(db, client_id, now)
+            began, task = reading
+            if began[0] is None or began[0] > asked:
+                return await asyncio.shield(task)
+            await asyncio.wait([task])  # however it ends
+
+    def _start_read(self, db: Reads, client_id: str, now: float) -> Reading:
+        began: list[int | None] = [None]
+
+        async def read() -> ClientRecord | None:
+            self._reads_begun += 1
+            began[0] = self._reads_begun
+            client: ClientRecord | None = await db.read(get_client, client_id)
+            return client
+
+        task = asyncio.ensure_future(read())
+        reading = self._reading[client_id] = (began, task)
+
+        def done(task: asyncio.Future[ClientRecord | None]) -> None:
+            # The first callback, so it runs before any waiter wakes: they see it gone.
+            if self._reading.get(client_id) is reading:
+                del self._reading[client_id]
+            if not task.cancelled() and task.exception() is None:
+                self._keep(client_id, task.result(), now)
+
+        task.add_done_callback(done)
+        return reading
+
+    def _keep(self, client_id: str, client: ClientRecord | None, now: float) -> None:
         if client is None:
             self._entries.pop(client_id, None)
-            return None
+            return
         if len(self._entries) >= self.size:
             self._entries.clear()
         self._entries[client_id] = (now, client)
-        return client
