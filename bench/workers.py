@@ -142,7 +142,10 @@ def _measure_workers(
         pools = {name: _logged_in(srv, *logins[name]) for name, srv in servers.items()}
         db = {name: pg if name == "postgresql" else None for name in servers}
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = []
-        for name in servers:
+        # Each of ours next to the baseline, so that a pair of a round is measured
+        # seconds apart: sqlite, baseline, postgresql.
+        order = [name for name in ("sqlite", "baseline", "postgresql") if name in servers]
+        for name in order:
             plan.append(
                 (
                     f"refresh:{name}",
@@ -151,7 +154,7 @@ def _measure_workers(
             )
         for name in ("sqlite", "baseline"):
             plan.append((f"cc:{name}", lambda n=name: _wrk(servers[n], script, duration)))
-        for name in servers:
+        for name in order:
             plan.append(
                 (
                     f"wide:{name}",
@@ -221,8 +224,11 @@ def paired_ratios(ours: dict[str, Any], base: dict[str, Any], key: str) -> list[
 
 
 def run(quick: bool) -> dict[str, Any]:
-    duration, warmup = (3, 1) if quick else (8, 2)
-    rounds = 3  # an odd number: the median of the paired ratios is one round's
+    # Many short rounds rather than a few long ones: other machines' load comes and
+    # goes within seconds, and the median of many pairs measured seconds apart is
+    # what it disturbs least.
+    duration, warmup = (2, 1) if quick else (4, 2)
+    rounds = 6
     with workdir("bench-workers-") as tmp, contextlib.ExitStack() as stack:
         (tmp / "sqlite").mkdir()
         deps = {"sqlite": deployment(tmp / "sqlite")}
