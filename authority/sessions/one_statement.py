@@ -254,12 +254,17 @@ async def rotate_live_token(
     }
     batches = _batches.get(db)
     if batches is None or batches.loop not in (None, asyncio.get_running_loop()):
-        batches = _batches[db] = Batches(functools.partial(_rotate_batch, db), in_flight=IN_FLIGHT)
+        # By a weak reference: the value must not keep its own key alive.
+        run = functools.partial(_rotate_batch, weakref.ref(db))
+        batches = _batches[db] = Batches(run, in_flight=IN_FLIGHT)
     return await batches.submit(asked)
 
 
-async def _rotate_batch(db: Engined, batch: list[dict[str, Any]]) -> list[Any]:
+async def _rotate_batch(ref: weakref.ref[Engined], batch: list[dict[str, Any]]) -> list[Any]:
     """One statement for the rotations of a batch: each one's row, or None."""
+    db = ref()
+    if db is None:  # nobody holds the database any more, so nobody waits for this
+        raise DatabaseUnavailable("the database was closed")
     columns = {name: [asked[name] for asked in batch] for name in COLUMNS}
     try:
         rows = await fetch(db, _ROTATE, *(columns[name] for name in _NAMES))

@@ -6,6 +6,8 @@ the family while it waited for the family's lock, so the family never forks."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -312,3 +314,16 @@ async def test_a_batch_caught_in_a_deadlock_steps_aside_and_changes_nothing(
         await holder.rollback()
     assert await db.read(tokens) == before
     assert (await rotate(db, grace=0, **params(client_a, ra))).outcome == "rotated"
+
+
+async def test_a_database_let_go_is_not_kept_by_its_batches(postgres_url: str) -> None:
+    """The batches of a database are kept beside it, by a weak reference: a test's or a
+    command's database, disposed and dropped, is freed with its engines."""
+    database = Database(postgres_url)
+    client_id, token = await login(database)
+    assert await rotate_live_token(database, **params(client_id, token)) is not None
+    await database.dispose()
+    dropped = weakref.ref(database)
+    del database
+    gc.collect()
+    assert dropped() is None
