@@ -45,6 +45,7 @@ BENCHMARKS = [
     "concurrency",
     "refresh_scaling",
     "workers",
+    "instructions",
     "prune_under_load",
     "verify",
     "verify_status",

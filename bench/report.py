@@ -18,6 +18,11 @@ from typing import Any
 from bench.harness import NOISY_OTHERS_CPUS, ROOT, verdict
 from bench.plots import plot_concurrency, plot_refresh_scaling, plot_soak, plot_workers
 from bench.report_alg_switch import alg_switch_line, alg_switch_rows, alg_switch_section
+from bench.report_instructions import (
+    instructions_line,
+    instructions_rows,
+    instructions_section,
+)
 from bench.report_workers import workers_rows, workers_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,6 +83,8 @@ def summary(result: dict[str, Any]) -> str:
         )
     if r.get("kind") == "alg_switch":
         return alg_switch_line(r)
+    if r.get("kind") == "instructions":
+        return instructions_line(r)
     if r.get("kind") == "soak":
         mem = r["memory"]
         return (
@@ -152,6 +159,8 @@ def markdown(results: list[dict[str, Any]], images: dict[str, Path], host: dict[
             lines += concurrency_section(r)
         elif r.get("kind") == "workers":
             lines += workers_section(r, measured(r, r["method"]))
+        elif r.get("kind") == "instructions":
+            lines += instructions_section(r, measured(r, r["method"]))
         else:
             lines += comparison_section(r)
         if r["name"] in images:
@@ -421,6 +430,8 @@ def readme_table(results: list[dict[str, Any]]) -> list[str]:
 def readme_rows(r: dict[str, Any]) -> list[str]:
     if r.get("kind") == "workers":
         return workers_rows(r)
+    if r.get("kind") == "instructions":
+        return instructions_rows(r)
     if r.get("kind") == "alg_switch":
         return alg_switch_rows(r)
     if r.get("kind") == "concurrency":
