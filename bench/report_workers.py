@@ -101,9 +101,11 @@ def _goal_row(g: dict[str, Any], detail: bool = True) -> str:
     rounds = ", ".join(f"{r:.2f}" for r in g.get("rounds", []))
     best = g.get("best_ratio")
     more = f" {rounds} | {_fmt(best, '.2f')} |" if detail else ""
+    # The README has one ratio column: say which (the figures beside it are best runs).
+    median = "" if detail or not rounds else " (median of rounds)"
     return (
         f"| {g['goal']} | {format(g['ours'], spec)} {unit} | {format(g['baseline'], spec)} "
-        f"{unit} | {g['ratio']:.2f} |{more} {g['op']} {g['target']}: "
+        f"{unit} | {g['ratio']:.2f}{median} |{more} {g['op']} {g['target']}: "
         f"{'met' if g['met'] else '**NOT met**'} |"
     )
 
