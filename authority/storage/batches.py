@@ -66,6 +66,8 @@ class Batches(Generic[T, R]):
     async def _send(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             results = await self._run([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} got {len(results)} answers")
         except Exception as exc:  # each caller raises its own copy
             for _, future in batch:
                 if not future.done():

@@ -65,13 +65,19 @@ def cors_config(settings: Settings) -> CORSConfig | None:
 
 
 def create_app(
-    settings: Settings, *, clock: Clock = system_clock, claims_hook: ClaimsHook | None = None
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    claims_hook: ClaimsHook | None = None,
+    freeze_startup: bool = False,
 ) -> Litestar:
     """Build the service. Startup fails (and nothing is served) when the database is
     unreachable or unmigrated, or when no signing key can be loaded.
 
     ``claims_hook(claims) -> extra claims`` adds custom claims to every access token;
     it cannot change the registered ones (``authority.signing.signer.RESERVED_CLAIMS``).
+    ``freeze_startup`` (a server process of its own: ``authority serve``) moves what
+    start-up made out of the garbage collector's sight once the app has started.
     """
     problems = settings.production_problems()
     if problems:
@@ -116,10 +122,12 @@ def create_app(
                     name="authority-pruning",
                 ),
             ]
-            # What start-up made lives as long as the worker: out of the collector's
-            # sight, each full collection has far fewer objects to walk.
-            gc.collect()
-            gc.freeze()
+            if freeze_startup:
+                # What start-up made lives as long as the worker: out of the collector's
+                # sight, each full collection has far fewer objects to walk. Only in a
+                # process of its own: frozen objects are never collected as cycles.
+                gc.collect()
+                gc.freeze()
             try:
                 yield
             finally:
@@ -261,4 +269,4 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory`` and worker processes: settings from the env."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), freeze_startup=True)
