@@ -72,7 +72,7 @@ def create_engine(url: str, *, full_sync: bool = False, **kwargs: Any) -> AsyncE
     # No overflow: a connection opened for a burst and closed after it costs a server
     for name, value in (("pool_size", 10), ("max_overflow", 0), ("pool_timeout", 5)):
         kwargs.setdefault(name, value)  # process and set-up queries: far more than a wait
-    kwargs.setdefault("connect_args", {"timeout": 5, "command_timeout": 10})
+    kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10, **kwargs.get("connect_args", {})}
     return create_async_engine(url, **kwargs)
 
 
@@ -129,11 +129,7 @@ class Database:
             self.hot_engine = create_engine(
                 url,
                 pool_size=IN_FLIGHT,
-                connect_args={
-                    "timeout": 5,
-                    "command_timeout": 10,
-                    "server_settings": {"plan_cache_mode": "force_generic_plan"},
-                },
+                connect_args={"server_settings": {"plan_cache_mode": "force_generic_plan"}},
             )
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sync: Engine | None = None
