@@ -38,10 +38,11 @@ from authority.web.account import ACCOUNT_HANDLERS
 from authority.web.auth import auth_routes
 from authority.web.authorize import authorize_handlers
 from authority.web.cookies import CookieSessions
+from authority.web.direct_route import DirectRoute
 from authority.web.discovery import discovery_handlers
 from authority.web.frontend import frontend_handlers
 from authority.web.http import SKIP_METRICS, unavailable
-from authority.web.oauth import oauth_handlers
+from authority.web.oauth import TOKEN_PATH, oauth_handlers
 from authority.web.oidc import oidc_handlers
 from authority.web.requests import RequestLog
 from authority.web.schema_page import SwaggerPage, schema_router
@@ -230,8 +231,10 @@ def create_app(
         # Logging is the server process's to configure (authority.logs), not the app's.
         logging_config=None,
     )
-    # Around routing and its errors too, so every answer has its X-Request-ID.
-    app.asgi_handler = RequestLog(app.asgi_handler)
+    # The token endpoint around the router (``DirectRoute``); the request log around
+    # routing and its errors too, so every answer has its X-Request-ID.
+    token_route = app.route_handler_method_map[TOKEN_PATH]["POST"]
+    app.asgi_handler = RequestLog(DirectRoute(app.asgi_handler, app, token_route))
     return app
 
 

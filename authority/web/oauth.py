@@ -78,6 +78,8 @@ from authority.web.oauth_schema import (
     oauth_responses,
 )
 
+TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
+
 Work = Callable[
     [Authority, KeyManager, Request[Any, Any, Any]],
     Awaitable[dict[str, Any] | TokenResponse],
@@ -129,7 +131,7 @@ async def _token(
         ledger,
         header_values(request, b"dpop"),
         method="POST",
-        url=f"{auth.settings.issuer}/oauth/token",
+        url=f"{auth.settings.issuer}{TOKEN_PATH}",
         now=auth.clock(),
         client_id=client.client_id,
         nonce_secret=auth.secret_key if auth.settings.dpop_nonce else None,
@@ -267,7 +269,7 @@ def oauth_handlers(auth: Authority, keys: KeyManager) -> list[HTTPRouteHandler]:
     token_work = functools.partial(_token, ledger=ledger_of(auth.db))
 
     @post(
-        "/oauth/token",
+        TOKEN_PATH,
         request_max_body_size=MAX_BODY,
         status_code=200,
         tags=["oauth"],
