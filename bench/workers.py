@@ -227,8 +227,8 @@ def run(quick: bool) -> dict[str, Any]:
     # Many short rounds rather than a few long ones: other machines' load comes and
     # goes within seconds, and the median of many pairs measured seconds apart is
     # what it disturbs least.
-    duration, warmup = (2, 1) if quick else (4, 2)
-    rounds = 6
+    duration, warmup = (2, 1) if quick else (3, 2)
+    rounds = 3 if quick else 12
     with workdir("bench-workers-") as tmp, contextlib.ExitStack() as stack:
         (tmp / "sqlite").mkdir()
         deps = {"sqlite": deployment(tmp / "sqlite")}
