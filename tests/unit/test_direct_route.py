@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 import pytest
 from litestar import Litestar, Request, post
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.params import FromQuery
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.routes.http import HTTPRoute
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority.grants import GRANTS
-from authority.web.direct_route import DirectRoute
+from authority.web.direct_route import DirectRoute, _exception_handler
 from tests.helpers.world import ClientSpec, World, WorldConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -230,6 +231,7 @@ async def _plain(request: Request[Any, Any, Any]) -> None: ...
         (_synchronous, {}, "a synchronous function"),
         (_cached, {}, "a response cache"),
         (_plain, {"before_request": _guard}, "a before-request hook"),
+        (_plain, {"after_exception": [_guard]}, "after-exception hooks"),
         (_plain, {"middleware": [PrometheusConfig(app_name="t").middleware]}, "middleware"),
         (_plain, {"middleware": [DefineMiddleware(_Passing)]}, "middleware"),
     ],
@@ -254,3 +256,41 @@ async def test_the_direct_route_is_one_method_and_one_path() -> None:
     registered = litestar.route_handler_method_map["/t"]["POST"]
     with pytest.raises(ValueError, match="one method and one path"):
         DirectRoute(litestar.asgi_handler, litestar, registered)
+
+
+class _Mine(Exception):
+    pass
+
+
+class _Nearer(_Mine):
+    pass
+
+
+HANDLER_MAPS: list[dict[Any, Any]] = [
+    {},
+    {Exception: "any"},
+    {_Mine: "mine", Exception: "any"},
+    {500: "500", _Mine: "mine"},
+    {404: "404", HTTPException: "http", Exception: "any"},
+    {HTTPException: "http"},
+    {500: "500"},
+    {DBAPIError: "db", Exception: "any"},
+]
+RAISED = [
+    _Mine(),
+    _Nearer(),
+    ValueError(),
+    NotFoundException(),
+    ValidationException(),
+    HTTPException(status_code=500),
+    OperationalError("SELECT 1", {}, Exception()),
+]
+
+
+@pytest.mark.parametrize("handlers", HANDLER_MAPS)
+async def test_an_error_finds_the_handler_litestar_would_pick(handlers: dict[Any, Any]) -> None:
+    # The reference: Litestar's exception middleware's own choice.
+    from litestar.middleware._internal.exceptions.middleware import get_exception_handler
+
+    for exc in RAISED:
+        assert _exception_handler(handlers, exc) == get_exception_handler(handlers, exc), exc
