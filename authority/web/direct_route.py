@@ -11,8 +11,9 @@ treat differently, goes to the application unchanged.
 What the router would have done is kept, or refused at start-up:
 - the scope gets the route handler (the body limit reads it), its path template and
   path parameters, as routing sets them;
-- an exception the handler lets through goes to the application's exception handlers,
-  resolved for the route, as Litestar's exception middleware would send it;
+- an exception the handler lets through, or that making its answer raises, goes to
+  the application's exception handlers, resolved for the route, as Litestar's
+  exception middleware would send it;
 - a cross-origin request (an ``Origin`` header, when CORS is configured) takes the
   application's way, through its CORS middleware;
 - the answer goes through the route's own response path (its after-request hook,
@@ -33,6 +34,8 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, ExceptionHandler, ExceptionHandlersMap, Receive, Scope, Send
+
+from authority.web.http import scope_header
 
 
 class DirectRoute:
@@ -62,7 +65,7 @@ class DirectRoute:
             scope["path"] != self.path
             or scope.get("method") != self.method  # a websocket has none
             or scope.get("root_path")
-            or (self.cors and _has_origin(scope))
+            or (self.cors and scope_header(scope, b"origin") is not None)
         ):
             await self.app(scope, receive, send)
             return
@@ -72,12 +75,14 @@ class DirectRoute:
         request: Request[Any, Any, Any] = Request(scope, receive, send)
         try:
             answer = await self.fn(request)
+            response = await self.handler.to_response(self.litestar, answer, request)
         except Exception as exc:  # what the handler did not turn into an answer itself
             on_error = _exception_handler(self.exception_handlers, exc)
             if on_error is None:
                 raise
-            answer = on_error(request, exc)
-        response = await self.handler.to_response(app=self.litestar, data=answer, request=request)
+            response = await self.handler.to_response(
+                self.litestar, on_error(request, exc), request
+            )
         await response(scope, receive, send)
 
 
@@ -93,10 +98,6 @@ def _exception_handler(
         if kind in handlers:
             return handlers[kind]
     return None if isinstance(exc, HTTPException) else handlers.get(500)
-
-
-def _has_origin(scope: Scope) -> bool:
-    return any(name.lower() == b"origin" for name, _ in scope["headers"])
 
 
 def _check_direct(handler: HTTPRouteHandler) -> None:

@@ -12,6 +12,7 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response.base import ASGIResponse
+from litestar.types import Scope
 
 from authority.grants.errors import OAuth2Error, SlowDownError, TemporarilyUnavailableError
 
@@ -142,7 +143,12 @@ def header_values(request: Request[Any, Any, Any], name: bytes) -> list[str]:
 
 def header_value(request: Request[Any, Any, Any], name: bytes) -> str | None:
     """The first value of the header ``name`` (lowercase), as ``Headers.get`` gives it."""
-    for key, value in request.scope["headers"]:
+    return scope_header(request.scope, name)
+
+
+def scope_header(scope: Scope, name: bytes) -> str | None:
+    """``header_value`` straight from an ASGI scope, before any ``Request`` is made."""
+    for key, value in scope["headers"]:
         if key.lower() == name:
             return value.decode("latin-1")
     return None

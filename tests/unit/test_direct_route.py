@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authority.grants import GRANTS
 from authority.web.direct_route import DirectRoute, _exception_handler
+from authority.web.http import ReadyJson
 from tests.helpers.world import ClientSpec, World, WorldConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -79,6 +80,17 @@ def _requests(world: World) -> dict[str, tuple[dict[str, str], bytes]]:
     }
 
 
+async def _both_ways(
+    world: World, headers: dict[str, str], body: bytes
+) -> tuple[httpx.Response, httpx.Response]:
+    """The same token request directly, then through the router (with an ``Origin``)."""
+    direct = await world.http.post("/oauth/token", content=body, headers=headers)
+    crossing = await world.http.post(
+        "/oauth/token", content=body, headers={**headers, "origin": ORIGIN}
+    )
+    return direct, crossing
+
+
 def _shape(answer: httpx.Response) -> tuple[int, Any, dict[str, str]]:
     body = answer.json()
     if answer.status_code == 200:  # a new token each time: compare what it holds
@@ -121,10 +133,7 @@ async def test_an_error_the_handler_lets_through_gets_the_apps_answer_on_both_wa
     monkeypatch.setattr(GRANTS["client_credentials"], "handle", broken)
     async with _open(tmp_path) as world:
         headers, body = _requests(world)["granted"]
-        answers = [
-            await world.http.post("/oauth/token", content=body, headers=each)
-            for each in (headers, {**headers, "origin": ORIGIN})
-        ]
+        answers = await _both_ways(world, headers, body)
     assert routed == ["/oauth/token"]
     assert _shape(answers[0]) == _shape(answers[1])
     assert answers[0].status_code == 500
@@ -132,6 +141,22 @@ async def test_an_error_the_handler_lets_through_gets_the_apps_answer_on_both_wa
     errors = [r for r in caplog.records if "unhandled error on POST /oauth/token" in r.message]
     assert len(errors) == 2
     assert all(r.exc_info and "a bug" in str(r.exc_info[1]) for r in errors)
+
+
+async def test_an_answer_that_cannot_be_made_gets_the_apps_500_on_both_ways(
+    tmp_path: Path, routed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unmakeable(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the answer failed")
+
+    monkeypatch.setattr(ReadyJson, "to_asgi_response", unmakeable)
+    async with _open(tmp_path) as world:
+        headers, body = _requests(world)["granted"]
+        answers = await _both_ways(world, headers, body)
+    assert routed == ["/oauth/token"]
+    assert answers[0].status_code == 500
+    assert answers[0].json() == {"status_code": 500, "detail": "Internal Server Error"}
+    assert _shape(answers[0]) == _shape(answers[1])
 
 
 async def test_an_outage_the_handler_lets_through_is_the_apps_503(
@@ -145,10 +170,7 @@ async def test_an_outage_the_handler_lets_through_is_the_apps_503(
     monkeypatch.setattr(GRANTS["client_credentials"], "handle", locked)
     async with _open(tmp_path) as world:
         headers, body = _requests(world)["granted"]
-        direct = await world.http.post("/oauth/token", content=body, headers=headers)
-        crossing = await world.http.post(
-            "/oauth/token", content=body, headers={**headers, "origin": ORIGIN}
-        )
+        direct, crossing = await _both_ways(world, headers, body)
     assert direct.status_code == 503
     assert direct.headers["retry-after"] == "5"
     assert _shape(direct) == _shape(crossing)
